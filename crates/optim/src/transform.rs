@@ -1,0 +1,232 @@
+//! The [`Transform`] trait and its combinators: [`chain`], [`identity`], [`boxed`].
+//!
+//! As in optax, a gradient transformation is a pair of pure functions. `init`
+//! builds the state from the parameters; `update` maps incoming updates (at
+//! first the gradients) and the state to outgoing updates and the next state.
+//! Hyperparameters live in the transform value; everything that changes lives
+//! in the state, passed in and returned. The final updates are *added* to the
+//! parameters: the minus sign lives in [`crate::scale_by_learning_rate`].
+
+use std::any::Any;
+
+use crate::{Error, OptState, Result, Tree};
+
+/// A gradient transformation: `(updates, state, params) -> (updates', state')`.
+///
+/// ```
+/// use bigbatch_optim::{chain, scale, trace, Transform, Tree};
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_optim::Error> {
+/// let mut params = Tree::new();
+/// params.insert("w", Tensor::new(&[1f32], &Device::Cpu)?);
+/// let tx = chain((trace(0.9, false), scale(-0.1)));
+/// let state = tx.init(&params)?;
+/// let grads = params.clone();
+/// let (u, state) = tx.update(grads.clone(), state, &params)?;
+/// assert_eq!(u.get("w").unwrap().to_vec1::<f32>()?, [-0.1]);
+/// let (u, _) = tx.update(grads, state, &params)?;
+/// assert!((u.get("w").unwrap().to_vec1::<f32>()?[0] + 0.19).abs() < 1e-6);
+/// # Ok(()) }
+/// ```
+pub trait Transform: Send + Sync {
+    /// The state carried between steps.
+    type State: OptState;
+
+    /// The initial state for `params`.
+    ///
+    /// # Errors
+    /// A candle error while allocating state tensors.
+    fn init(&self, params: &Tree) -> Result<Self::State>;
+
+    /// Transforms `updates` given the current `params`, consuming and returning the state.
+    ///
+    /// # Errors
+    /// [`Error::TreeMismatch`] if the trees disagree on names, or a candle error.
+    fn update(
+        &self,
+        updates: Tree,
+        state: Self::State,
+        params: &Tree,
+    ) -> Result<(Tree, Self::State)>;
+}
+
+/// The transform that passes updates through unchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+/// `u ↦ u`, with no state.
+pub fn identity() -> Identity {
+    Identity
+}
+
+impl Transform for Identity {
+    type State = ();
+
+    fn init(&self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+
+    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
+        Ok((updates, state))
+    }
+}
+
+/// Transforms applied one after another; built by [`chain`] from a tuple.
+#[derive(Clone, Debug)]
+pub struct Chain<T>(pub T);
+
+/// Composes transforms left to right: `chain((a, b, c))` feeds the output of `a`
+/// into `b`, then `c`. The state is the tuple of the parts' states.
+pub fn chain<T>(transforms: T) -> Chain<T>
+where
+    Chain<T>: Transform,
+{
+    Chain(transforms)
+}
+
+macro_rules! tuple_chain {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: Transform),+> Transform for Chain<($($name,)+)> {
+            type State = ($($name::State,)+);
+
+            fn init(&self, params: &Tree) -> Result<Self::State> {
+                Ok(($(self.0.$idx.init(params)?,)+))
+            }
+
+            #[allow(non_snake_case)]
+            fn update(
+                &self,
+                updates: Tree,
+                state: Self::State,
+                params: &Tree,
+            ) -> Result<(Tree, Self::State)> {
+                let ($($name,)+) = state;
+                $(let (updates, $name) = self.0.$idx.update(updates, $name, params)?;)+
+                Ok((updates, ($($name,)+)))
+            }
+        }
+    };
+}
+
+tuple_chain!(A 0);
+tuple_chain!(A 0, B 1);
+tuple_chain!(A 0, B 1, C 2);
+tuple_chain!(A 0, B 1, C 2, D 3);
+tuple_chain!(A 0, B 1, C 2, D 3, E 4);
+tuple_chain!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_chain!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_chain!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// A [`Transform`] whose concrete type is erased, for optimizers chosen at run time.
+pub struct Boxed(Box<dyn DynTransform>);
+
+/// The state of a [`Boxed`] transform.
+pub struct BoxedState(Box<dyn DynState>);
+
+/// Erases the type of `tx`, so that optimizers picked from a config share one type.
+pub fn boxed(tx: impl Transform + 'static) -> Boxed {
+    Boxed(Box::new(tx))
+}
+
+impl std::fmt::Debug for Boxed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Boxed(..)")
+    }
+}
+
+impl std::fmt::Debug for BoxedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxedState(..)")
+    }
+}
+
+trait DynTransform: Send + Sync {
+    fn init_dyn(&self, params: &Tree) -> Result<Box<dyn DynState>>;
+    fn update_dyn(
+        &self,
+        updates: Tree,
+        state: Box<dyn DynState>,
+        params: &Tree,
+    ) -> Result<(Tree, Box<dyn DynState>)>;
+}
+
+trait DynState: Send + Sync {
+    fn clone_box(&self) -> Box<dyn DynState>;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn save_dyn(&self, prefix: &str, out: &mut Tree) -> Result<()>;
+    fn load_dyn(&mut self, prefix: &str, saved: &Tree) -> Result<()>;
+}
+
+impl<S: OptState> DynState for S {
+    fn clone_box(&self) -> Box<dyn DynState> {
+        Box::new(self.clone())
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+
+    fn save_dyn(&self, prefix: &str, out: &mut Tree) -> Result<()> {
+        self.save(prefix, out)
+    }
+
+    fn load_dyn(&mut self, prefix: &str, saved: &Tree) -> Result<()> {
+        self.load(prefix, saved)
+    }
+}
+
+impl<T: Transform + 'static> DynTransform for T {
+    fn init_dyn(&self, params: &Tree) -> Result<Box<dyn DynState>> {
+        Ok(Box::new(self.init(params)?))
+    }
+
+    fn update_dyn(
+        &self,
+        updates: Tree,
+        state: Box<dyn DynState>,
+        params: &Tree,
+    ) -> Result<(Tree, Box<dyn DynState>)> {
+        let state = state
+            .into_any()
+            .downcast::<T::State>()
+            .map_err(|_| Error::StateMismatch {
+                reason: "boxed state belongs to a different transform".into(),
+            })?;
+        let (updates, state) = self.update(updates, *state, params)?;
+        Ok((updates, Box::new(state)))
+    }
+}
+
+impl Clone for BoxedState {
+    fn clone(&self) -> Self {
+        BoxedState(self.0.clone_box())
+    }
+}
+
+impl OptState for BoxedState {
+    fn save(&self, prefix: &str, out: &mut Tree) -> Result<()> {
+        self.0.save_dyn(prefix, out)
+    }
+
+    fn load(&mut self, prefix: &str, saved: &Tree) -> Result<()> {
+        self.0.load_dyn(prefix, saved)
+    }
+}
+
+impl Transform for Boxed {
+    type State = BoxedState;
+
+    fn init(&self, params: &Tree) -> Result<BoxedState> {
+        Ok(BoxedState(self.0.init_dyn(params)?))
+    }
+
+    fn update(
+        &self,
+        updates: Tree,
+        state: BoxedState,
+        params: &Tree,
+    ) -> Result<(Tree, BoxedState)> {
+        let (updates, state) = self.0.update_dyn(updates, state.0, params)?;
+        Ok((updates, BoxedState(state)))
+    }
+}

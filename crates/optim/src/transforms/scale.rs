@@ -1,0 +1,53 @@
+//! Scaling updates by a constant or by a scheduled learning rate.
+
+use crate::{Result, Schedule, Transform, Tree};
+
+/// Multiplies every update by a constant; see [`scale`].
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    factor: f64,
+}
+
+/// `u ↦ factor · u`.
+pub fn scale(factor: f64) -> Scale {
+    Scale { factor }
+}
+
+impl Transform for Scale {
+    type State = ();
+
+    fn init(&self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+
+    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
+        Ok((updates.map(|_, u| Ok(u.affine(self.factor, 0.)?))?, state))
+    }
+}
+
+/// Descends along the updates with a scheduled step size; see [`scale_by_learning_rate`].
+#[derive(Clone, Debug)]
+pub struct ScaleByLearningRate<S> {
+    schedule: S,
+}
+
+/// `u ↦ −η(t) · u`, where `t` counts the updates so far (the state).
+///
+/// This is where the minus sign of gradient descent lives: every other transform
+/// works on ascent directions, and the final updates are added to the parameters.
+pub fn scale_by_learning_rate<S: Schedule>(schedule: S) -> ScaleByLearningRate<S> {
+    ScaleByLearningRate { schedule }
+}
+
+impl<S: Schedule> Transform for ScaleByLearningRate<S> {
+    type State = u64;
+
+    fn init(&self, _: &Tree) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn update(&self, updates: Tree, count: u64, _: &Tree) -> Result<(Tree, u64)> {
+        let lr = self.schedule.at(count);
+        Ok((updates.map(|_, u| Ok(u.affine(-lr, 0.)?))?, count + 1))
+    }
+}
