@@ -7,7 +7,9 @@
 //! 61,706 parameters. You et al. 2020 train it on MNIST up to full batch.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder, conv2d, linear};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+use crate::layers::{conv2d, linear};
 
 use crate::{Error, Network, Result};
 
@@ -59,7 +61,7 @@ pub struct LeNet5 {
 
 impl LeNet5 {
     /// Builds the network, creating or loading its weights through `vb`
-    /// (PyTorch's default uniform initialisation).
+    /// (PyTorch's default initialisation, see [`crate::layers`]).
     ///
     /// # Errors
     /// A candle error if `vb` holds tensors of the wrong shape.

@@ -4,6 +4,7 @@
 //! flag, parameter names that follow the PyTorch reference, and a typed config.
 
 mod error;
+pub mod layers;
 mod lenet;
 mod network;
 mod store;

@@ -37,6 +37,19 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// A tensor handed to a helper (a loss, an accumulator) has the wrong shape or dtype.
+    #[error("`{name}` should be {expected}, found shape {found:?}")]
+    BadInput {
+        /// Which argument.
+        name: &'static str,
+        /// What was expected, in words.
+        expected: &'static str,
+        /// The shape found.
+        found: Vec<usize>,
+    },
+    /// A gradient [`crate::Accumulator`] was read before any micro-batch was added.
+    #[error("no micro-batch has been accumulated")]
+    NothingAccumulated,
     /// Reading or writing a state file failed.
     #[error("{path}: {source}")]
     Io {
@@ -49,3 +62,46 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Returns [`Error::InvalidHyperparameter`] unless `ok`.
+pub(crate) fn ensure(ok: bool, name: &'static str, value: f64, reason: &'static str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            reason,
+        })
+    }
+}
+
+/// Checks that `value` is in `[0, 1)` (a decay rate).
+pub(crate) fn ensure_unit(name: &'static str, value: f64) -> Result<()> {
+    ensure(
+        (0.0..1.0).contains(&value),
+        name,
+        value,
+        "must be in [0, 1)",
+    )
+}
+
+/// Checks that `value` is finite and non-negative.
+pub(crate) fn ensure_non_negative(name: &'static str, value: f64) -> Result<()> {
+    ensure(
+        value.is_finite() && value >= 0.0,
+        name,
+        value,
+        "must be finite and >= 0",
+    )
+}
+
+/// Checks that `value` is finite.
+pub(crate) fn ensure_finite(name: &'static str, value: f64) -> Result<()> {
+    ensure(value.is_finite(), name, value, "must be finite")
+}
+
+/// Checks that a step count is at least 1.
+pub(crate) fn ensure_steps(name: &'static str, steps: u64) -> Result<()> {
+    ensure(steps >= 1, name, steps as f64, "must be >= 1")
+}

@@ -1,9 +1,13 @@
 //! Composable optimizers for candle, shaped like optax.
 //!
 //! A [`Transform`] maps gradients to updates through an explicit state;
-//! named optimizers ([`sgd`], [`momentum`], [`nesterov`], …) are [`chain`]s of
-//! small transforms whose order is the algorithm. [`Optimizer`] binds a
-//! transform to a model's [`Params`] for use in a training loop.
+//! named optimizers ([`sgd`], [`momentum`], [`nesterov`], [`adagrad`],
+//! [`rmsprop`], [`adam`], [`adamw`], [`lars`], [`lamb`]) are [`chain`]s of
+//! small transforms whose order is the algorithm, and [`layerwise`] adds a
+//! (bounded) trust ratio to any of them. [`mask`] chooses which parameters a
+//! transform touches; [`schedule`] holds learning-rate schedules.
+//! [`Optimizer`] binds a transform to a model's [`Params`] for use in a
+//! training loop, and saves its state to safetensors.
 //!
 //! ```
 //! use bigbatch_optim::{nesterov, Optimizer, Params};
@@ -18,18 +22,29 @@
 //! # Ok(()) }
 //! ```
 
+mod accumulate;
 mod alias;
 mod error;
+mod layerwise;
+mod loss;
+pub mod mask;
 mod optimizer;
 mod params;
-mod schedule;
+pub mod schedule;
 mod state;
 mod transform;
 mod transforms;
 mod tree;
 
-pub use alias::{momentum, nesterov, sgd};
+pub use accumulate::Accumulator;
+pub use alias::{
+    Adagrad, AdagradConfig, Adam, AdamW, Lamb, LambConfig, Lars, LarsConfig, Momentum, Rmsprop,
+    Sgd, adagrad, adam, adamw, lamb, lars, momentum, nesterov, rmsprop, sgd,
+};
 pub use error::{Error, Result};
+pub use layerwise::{Layerwise, layerwise};
+pub use loss::softmax_cross_entropy;
+pub use mask::{Mask, Masked, MaskedState, masked};
 pub use optimizer::Optimizer;
 pub use params::Params;
 pub use schedule::Schedule;

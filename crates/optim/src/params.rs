@@ -78,7 +78,10 @@ impl Params {
         self.iter()
             .map(|(name, v)| {
                 let g = match store.get(v.as_tensor()) {
-                    Some(g) => g.clone(),
+                    // Detached: a gradient from `backward` still refers to the
+                    // forward graph, and optimizer state built from it (a momentum
+                    // trace) would keep every past step's graph alive.
+                    Some(g) => g.detach(),
                     None => v.as_tensor().zeros_like()?,
                 };
                 Ok((name.to_owned(), g))

@@ -120,6 +120,30 @@ impl Tree {
         Ok(())
     }
 
+    /// Splits the tree in two: the tensors whose name is in `selected`, then the rest.
+    ///
+    /// Tensors are reference-counted, so nothing is copied.
+    pub fn partition(self, selected: &std::collections::BTreeSet<String>) -> (Tree, Tree) {
+        let (a, b) = self
+            .leaves
+            .into_iter()
+            .partition(|(name, _)| selected.contains(name));
+        (Tree { leaves: a }, Tree { leaves: b })
+    }
+
+    /// The tensors whose name is in `selected` (cheap reference-counted clones).
+    pub fn subset(&self, selected: &std::collections::BTreeSet<String>) -> Tree {
+        self.iter()
+            .filter(|(name, _)| selected.contains(*name))
+            .map(|(name, t)| (name.to_owned(), t.clone()))
+            .collect()
+    }
+
+    /// Moves every tensor of `other` into `self`, replacing tensors of the same name.
+    pub fn extend(&mut self, other: Tree) {
+        self.leaves.extend(other.leaves);
+    }
+
     /// A tree of zeros shaped like `self`.
     ///
     /// # Errors

@@ -8,7 +8,18 @@ pub struct Scale {
     factor: f64,
 }
 
-/// `u ↦ factor · u`.
+/// `u ↦ factor · u` (optax's `scale`).
+///
+/// ```
+/// use bigbatch_optim::{scale, Transform, Tree};
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_optim::Error> {
+/// let mut g = Tree::new();
+/// g.insert("w", Tensor::new(&[2f32], &Device::Cpu)?);
+/// let (u, ()) = scale(-0.5).update(g.clone(), (), &g)?;
+/// assert_eq!(u.get("w").unwrap().to_vec1::<f32>()?, [-1.]);
+/// # Ok(()) }
+/// ```
 pub fn scale(factor: f64) -> Scale {
     Scale { factor }
 }
@@ -35,6 +46,21 @@ pub struct ScaleByLearningRate<S> {
 ///
 /// This is where the minus sign of gradient descent lives: every other transform
 /// works on ascent directions, and the final updates are added to the parameters.
+/// The schedule is any [`Schedule`]: a plain `f64` or one from [`crate::schedule`].
+///
+/// ```
+/// use bigbatch_optim::{scale_by_learning_rate, schedule::Linear, Transform, Tree};
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_optim::Error> {
+/// let mut g = Tree::new();
+/// g.insert("w", Tensor::new(&[1f64], &Device::Cpu)?);
+/// let tx = scale_by_learning_rate(Linear::new(0.0, 1.0, 4)?);
+/// let (u, t) = tx.update(g.clone(), tx.init(&g)?, &g)?;
+/// assert_eq!(u.get("w").unwrap().to_vec1::<f64>()?, [-0.0]);
+/// let (u, _) = tx.update(g.clone(), t, &g)?;
+/// assert_eq!(u.get("w").unwrap().to_vec1::<f64>()?, [-0.25]);
+/// # Ok(()) }
+/// ```
 pub fn scale_by_learning_rate<S: Schedule>(schedule: S) -> ScaleByLearningRate<S> {
     ScaleByLearningRate { schedule }
 }

