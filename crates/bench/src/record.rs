@@ -19,6 +19,12 @@ pub struct RunRecord {
     pub status: Status,
     /// One point per evaluation, in step order.
     pub curve: Vec<EvalPoint>,
+    /// The first evaluation step meeting `config.target` (Shallue et al. 2019).
+    #[serde(default)]
+    pub steps_to_target: Option<u64>,
+    /// Examples to the target, `E = B·S`.
+    #[serde(default)]
+    pub examples_to_target: Option<u64>,
     /// Wall-clock seconds spent training and evaluating.
     pub wall_seconds: f64,
 }
@@ -36,7 +42,12 @@ impl RunRecord {
 pub enum Status {
     /// The budget was spent.
     Completed,
-    /// The loss became NaN or infinite at `step`; training stopped there.
+    /// The evaluation at `step` met the target; training stopped there.
+    ReachedTarget {
+        /// The steps to target.
+        step: u64,
+    },
+    /// The loss became NaN or infinite, or exploded, at `step`; training stopped there.
     Diverged {
         /// The step whose loss was not finite.
         step: u64,
@@ -58,6 +69,12 @@ pub struct EvalPoint {
     pub test_loss: f64,
     /// Accuracy on the evaluation set, in `[0, 1]`.
     pub test_accuracy: f64,
+    /// This step's raw simple noise scale `B_simple`, when tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_simple: Option<f64>,
+    /// The smoothed `B_simple` (moving averages of numerator and denominator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_simple_smoothed: Option<f64>,
 }
 
 /// Everything needed to tell where a result came from.
@@ -75,6 +92,21 @@ pub struct Provenance {
     pub bigbatch_version: String,
     /// SHA-256 of every data file read.
     pub datasets: Vec<FileDigest>,
+}
+
+impl Provenance {
+    /// The provenance of a run here and now: git revision of the current
+    /// directory, this crate's version.
+    pub fn collect(seed: u64, threads: usize, device: &str, datasets: Vec<FileDigest>) -> Self {
+        Self {
+            seed,
+            git_revision: git_revision(),
+            threads,
+            device: device.into(),
+            bigbatch_version: env!("CARGO_PKG_VERSION").into(),
+            datasets,
+        }
+    }
 }
 
 /// A data file and its SHA-256.

@@ -3,11 +3,12 @@
 use std::time::Instant;
 
 use bigbatch_data::{Batches, ImageClassification, Normalization};
-use bigbatch_optim::{Boxed, Optimizer, Params, boxed};
+use bigbatch_noise::{NoiseScaleConfig, NoiseScaleTracker};
+use bigbatch_optim::{Accumulator, Boxed, Optimizer, Params, Tree, boxed};
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Data, Error, EvalPoint, Model, Result, Status};
+use crate::{Data, Error, EvalPoint, Model, Result, Status, Target};
 
 /// The optimizer of a run, by paper name and hyperparameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,46 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// The optimizer.
     pub optimizer: OptimizerConfig,
+    /// Stop at the first evaluation that meets this target (Shallue et al. 2019).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// Split each batch into micro-batches of at most this many examples and
+    /// accumulate their gradients into one step (`None`: the whole batch at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<usize>,
+    /// Track the simple noise scale `B_simple` from the micro-batch gradients
+    /// (needs at least two micro-batches per step).
+    #[serde(default)]
+    pub track_noise_scale: bool,
+    /// A training loss above this multiple of the first step's loss marks the
+    /// run diverged (as a non-finite loss always does).
+    #[serde(default = "default_divergence_factor")]
+    pub divergence_factor: f64,
+}
+
+fn default_divergence_factor() -> f64 {
+    10.0
+}
+
+impl TrainConfig {
+    /// A configuration with the defaults for everything but batch size,
+    /// budget and optimizer: seed 0, evaluation every 100 steps with batches
+    /// of 1000, no target, no accumulation, no noise-scale tracking, loss
+    /// explosion at 10× the first loss.
+    pub fn new(batch_size: usize, budget: Budget, optimizer: OptimizerConfig) -> Self {
+        Self {
+            batch_size,
+            budget,
+            seed: 0,
+            eval_every_steps: 100,
+            eval_batch_size: 1000,
+            optimizer,
+            target: None,
+            micro_batch_size: None,
+            track_noise_scale: false,
+            divergence_factor: default_divergence_factor(),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -110,6 +151,25 @@ impl TrainConfig {
         if matches!(self.budget, Budget::Steps(0) | Budget::Epochs(0)) {
             return bad("the budget must be positive".into());
         }
+        if self.micro_batch_size == Some(0) {
+            return bad("micro_batch_size must be positive".into());
+        }
+        if self.track_noise_scale
+            && self
+                .micro_batch_size
+                .is_none_or(|m| m * 2 > self.batch_size)
+        {
+            return bad(format!(
+                "noise-scale tracking needs at least two micro-batches per step (batch {}, micro-batch {:?})",
+                self.batch_size, self.micro_batch_size
+            ));
+        }
+        if self.divergence_factor.is_nan() || self.divergence_factor <= 1.0 {
+            return bad(format!(
+                "divergence_factor {} must exceed 1",
+                self.divergence_factor
+            ));
+        }
         Ok(())
     }
 }
@@ -131,8 +191,10 @@ impl Observer for () {}
 pub struct Outcome {
     /// One point per evaluation.
     pub curve: Vec<EvalPoint>,
-    /// Completed, or diverged at a step.
+    /// Completed, reached the target, or diverged at a step.
     pub status: Status,
+    /// The first evaluation step that met the target, if any.
+    pub steps_to_target: Option<u64>,
     /// Seconds spent.
     pub wall_seconds: f64,
 }
@@ -140,8 +202,15 @@ pub struct Outcome {
 /// Trains `model` on `data` as `cfg` says, evaluating on `data.test`.
 ///
 /// Each epoch visits the training set in the order [`Batches::shuffled`] gives
-/// for `(cfg.seed, epoch)`, dropping the partial last batch. A non-finite loss
-/// ends the run with [`Status::Diverged`] rather than an error.
+/// for `(cfg.seed, epoch)`, dropping the partial last batch. Each batch is
+/// split into micro-batches of at most `cfg.micro_batch_size` examples whose
+/// gradients are averaged by size ([`Accumulator`]) into one optimizer step, so
+/// a batch larger than memory trains exactly like one big batch (for models
+/// without batch norm). A non-finite loss, or one above
+/// `cfg.divergence_factor` times the first, ends the run with
+/// [`Status::Diverged`] rather than an error. With `cfg.target`, the run stops
+/// at the first evaluation meeting it ([`Status::ReachedTarget`]), and that
+/// step is the steps-to-target of Shallue et al. (2019).
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration; tensor errors otherwise.
@@ -156,29 +225,64 @@ pub fn train(
     let start = Instant::now();
     let params = Params::new(model.vars.vars());
     let mut optimizer = Optimizer::new(cfg.optimizer.build(), &params)?;
+    let mut tracker = if cfg.track_noise_scale {
+        Some(NoiseScaleTracker::new(NoiseScaleConfig::default())?)
+    } else {
+        None
+    };
     let steps_per_epoch = cfg.steps_per_epoch(data.train.len());
     let total_steps = cfg.total_steps(data.train.len());
+    let micro = cfg.micro_batch_size.unwrap_or(cfg.batch_size);
     observer.started(total_steps);
 
     let mut batch = BatchBuffers::default();
     let mut curve = Vec::new();
     let (mut loss_sum, mut loss_count) = (0.0, 0u64);
+    let mut first_loss = None;
     let mut step = 0u64;
-    'epochs: for epoch in 0.. {
+    let finish = |curve: Vec<EvalPoint>, status: Status| {
+        let steps_to_target = match status {
+            Status::ReachedTarget { step } => Some(step),
+            _ => None,
+        };
+        Outcome {
+            curve,
+            status,
+            steps_to_target,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        }
+    };
+    let mut epoch = 0;
+    loop {
         for indices in Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true) {
-            let (xs, ys) = batch.load(&data.train, &indices, &data.normalization, device)?;
-            let logits = model.net.forward(&xs, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &ys)?;
-            let loss_value = f64::from(loss.to_scalar::<f32>()?);
             step += 1;
-            if !loss_value.is_finite() {
-                return Ok(Outcome {
-                    curve,
-                    status: Status::Diverged { step },
-                    wall_seconds: start.elapsed().as_secs_f64(),
-                });
+            let mut accumulator = Accumulator::new();
+            let mut micro_grads: Vec<(usize, Tree)> = Vec::new();
+            let mut loss_value = 0.0;
+            for chunk in indices.chunks(micro) {
+                let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
+                let logits = model.net.forward(&xs, true)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &ys)?;
+                let value = f64::from(loss.to_scalar::<f32>()?);
+                loss_value += value * chunk.len() as f64 / indices.len() as f64;
+                if !value.is_finite() {
+                    break;
+                }
+                let grads = params.grads(&loss.backward()?)?;
+                accumulator.add(&grads, chunk.len())?;
+                if tracker.is_some() {
+                    micro_grads.push((chunk.len(), grads));
+                }
             }
-            optimizer.step(&params, params.grads(&loss.backward()?)?)?;
+            let initial = *first_loss.get_or_insert(loss_value);
+            if !loss_value.is_finite() || loss_value > cfg.divergence_factor * initial {
+                return Ok(finish(curve, Status::Diverged { step }));
+            }
+            optimizer.step(&params, accumulator.take()?)?;
+            let noise = match tracker.as_mut() {
+                Some(t) => Some(t.observe(&micro_grads)?),
+                None => None,
+            };
             observer.stepped(step, loss_value);
             loss_sum += loss_value;
             loss_count += 1;
@@ -197,21 +301,23 @@ pub fn train(
                     train_loss: loss_sum / loss_count.max(1) as f64,
                     test_loss,
                     test_accuracy,
+                    b_simple: noise.map(|n| n.raw.b_simple),
+                    b_simple_smoothed: noise.map(|n| n.smoothed.b_simple),
                 };
                 observer.evaluated(&point);
+                let met = cfg.target.is_some_and(|t| t.is_met(&point));
                 curve.push(point);
                 (loss_sum, loss_count) = (0.0, 0);
+                if met {
+                    return Ok(finish(curve, Status::ReachedTarget { step }));
+                }
             }
             if step == total_steps {
-                break 'epochs;
+                return Ok(finish(curve, Status::Completed));
             }
         }
+        epoch += 1;
     }
-    Ok(Outcome {
-        curve,
-        status: Status::Completed,
-        wall_seconds: start.elapsed().as_secs_f64(),
-    })
 }
 
 /// Mean cross-entropy and accuracy of `model` on all of `set`, in eval mode.

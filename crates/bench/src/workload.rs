@@ -1,4 +1,8 @@
-//! Workloads: a dataset, a model and how they meet.
+//! Workloads: a dataset, a model, a loss, an evaluation metric and a target.
+//!
+//! [`Workload`] is the typed description (targets are data, as in Shallue et
+//! al. 2019, Table 1); [`WorkloadKind`] names the workloads this build can
+//! load and train.
 
 use std::path::Path;
 
@@ -7,7 +11,150 @@ use bigbatch_models::{LeNet5, LeNet5Config, Network, VarStore};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use crate::{FileDigest, Result};
+use crate::{EvalPoint, FileDigest, Result};
+
+/// A dataset, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DatasetName {
+    /// MNIST handwritten digits (LeCun et al. 1998).
+    Mnist,
+    /// Fashion-MNIST (Xiao et al. 2017).
+    FashionMnist,
+    /// CIFAR-10 (Krizhevsky 2009).
+    Cifar10,
+}
+
+/// A model family, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Architecture {
+    /// LeNet-5 (LeCun et al. 1998).
+    Lenet5,
+    /// Shallue et al.'s simple CNN (two conv + max-pool layers, then dense).
+    SimpleCnn,
+    /// ResNet-8 (He et al. 2016), as in Shallue et al. (2019).
+    Resnet8,
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Loss {
+    /// Softmax cross-entropy on class labels.
+    CrossEntropy,
+}
+
+/// An evaluation metric on the test split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Classification accuracy; higher is better.
+    TestAccuracy,
+    /// Classification error `1 − accuracy`; lower is better.
+    TestError,
+}
+
+impl Metric {
+    /// The metric's value at an evaluation.
+    pub fn value(self, point: &EvalPoint) -> f64 {
+        match self {
+            Metric::TestAccuracy => point.test_accuracy,
+            Metric::TestError => 1.0 - point.test_accuracy,
+        }
+    }
+
+    /// Whether larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::TestAccuracy)
+    }
+}
+
+/// A metric threshold that ends a steps-to-target run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// What is measured.
+    pub metric: Metric,
+    /// The value to reach (at least, for accuracy; at most, for error).
+    pub threshold: f64,
+}
+
+impl Target {
+    /// Whether `point` meets the target.
+    ///
+    /// ```
+    /// use bigbatch_bench::{Metric, Target};
+    /// let t = Target { metric: Metric::TestError, threshold: 0.01 };
+    /// # let p = |a| bigbatch_bench::EvalPoint { step: 1, epoch: 0., examples: 1,
+    /// #     train_loss: 0., test_loss: 0., test_accuracy: a, b_simple: None, b_simple_smoothed: None };
+    /// assert!(t.is_met(&p(0.995)) && !t.is_met(&p(0.98)));
+    /// ```
+    pub fn is_met(&self, point: &EvalPoint) -> bool {
+        let v = self.metric.value(point);
+        if self.metric.higher_is_better() {
+            v >= self.threshold
+        } else {
+            v <= self.threshold
+        }
+    }
+
+    /// Steps to target (Shallue et al. 2019): the step of the first evaluation
+    /// in `curve` that meets the target, if any.
+    pub fn steps_to_target(&self, curve: &[EvalPoint]) -> Option<u64> {
+        curve.iter().find(|p| self.is_met(p)).map(|p| p.step)
+    }
+}
+
+/// A typed workload description: dataset, model, loss, metric and target.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// The data.
+    pub dataset: DatasetName,
+    /// The model family.
+    pub model: Architecture,
+    /// The training loss.
+    pub loss: Loss,
+    /// The target on the test split.
+    pub target: Target,
+}
+
+impl Workload {
+    /// The workloads of Shallue et al. (2019) and You et al. (2020) with their
+    /// published targets. Those whose loaders exist are [`WorkloadKind`]s; the
+    /// others describe what the data and model crates are adding.
+    pub fn catalogue() -> Vec<Workload> {
+        let w = |dataset, model, metric, threshold| Workload {
+            dataset,
+            model,
+            loss: Loss::CrossEntropy,
+            target: Target { metric, threshold },
+        };
+        vec![
+            w(
+                DatasetName::Mnist,
+                Architecture::SimpleCnn,
+                Metric::TestError,
+                0.01,
+            ),
+            w(
+                DatasetName::FashionMnist,
+                Architecture::SimpleCnn,
+                Metric::TestError,
+                0.10,
+            ),
+            w(
+                DatasetName::Cifar10,
+                Architecture::Resnet8,
+                Metric::TestError,
+                0.30,
+            ),
+            WorkloadKind::MnistLenet5.workload(),
+        ]
+    }
+}
 
 /// The workloads bigbatch knows, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -47,6 +194,22 @@ impl std::fmt::Debug for Model {
 }
 
 impl WorkloadKind {
+    /// The typed description, with the published target.
+    pub fn workload(self) -> Workload {
+        match self {
+            // You et al. (2020) train LeNet-5 on MNIST to 99.2% test accuracy.
+            WorkloadKind::MnistLenet5 => Workload {
+                dataset: DatasetName::Mnist,
+                model: Architecture::Lenet5,
+                loss: Loss::CrossEntropy,
+                target: Target {
+                    metric: Metric::TestAccuracy,
+                    threshold: 0.992,
+                },
+            },
+        }
+    }
+
     /// Loads the workload's dataset from `data_dir` and digests its files.
     ///
     /// # Errors

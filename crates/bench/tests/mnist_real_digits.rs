@@ -52,17 +52,16 @@ fn lenet5_learns_real_mnist_digits() -> Result<()> {
 
     let device = Device::Cpu;
     let model = workload.build_model(0, &device)?;
-    let cfg = TrainConfig {
-        batch_size: 32,
-        budget: Budget::Epochs(10),
-        seed: 0,
-        eval_every_steps: 250,
-        eval_batch_size: 500,
-        optimizer: OptimizerConfig::Momentum {
+    let mut cfg = TrainConfig::new(
+        32,
+        Budget::Epochs(10),
+        OptimizerConfig::Momentum {
             learning_rate: 0.01,
             momentum: 0.9,
         },
-    };
+    );
+    cfg.eval_every_steps = 250;
+    cfg.eval_batch_size = 500;
     let outcome = train(&model, &data, &cfg, &device, &mut ())?;
     assert_eq!(outcome.status, Status::Completed);
     let last = outcome.curve.last().context("no evaluation")?;

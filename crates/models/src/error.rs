@@ -45,6 +45,22 @@ pub enum Error {
         /// The shape given.
         found: Vec<usize>,
     },
+    /// A model or layer configuration is invalid.
+    #[error("{what}: {reason}")]
+    InvalidConfig {
+        /// The model or layer.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JSON config sidecar could not be read or written.
+    #[error("{path}: {source}")]
+    Json {
+        /// The sidecar file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -5,7 +5,15 @@
 //! i.e. `U(−1/√fan_in, 1/√fan_in)` for weights and biases alike. The papers'
 //! reference implementations are PyTorch (or match it), so bigbatch's layers do
 //! too: same init, same parameter names.
+//!
+//! torchvision's ResNets re-initialise convolutions with
+//! `kaiming_normal_(mode="fan_out", nonlinearity="relu")` and the CIFAR ResNets
+//! of He et al. 2016 (as reimplemented in PyTorch) with
+//! `kaiming_normal_(mode="fan_in")`; [`WeightInit`] selects between these.
+//! Batch norm lives in [`crate::norm`].
 
+use candle_core::Tensor;
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
 use crate::Result;
@@ -16,6 +24,34 @@ fn pytorch_default(fan_in: usize) -> Init {
     Init::Uniform {
         lo: -bound,
         up: bound,
+    }
+}
+
+/// How a convolution's or dense layer's weight is drawn (biases always use
+/// PyTorch's default `U(±1/√fan_in)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WeightInit {
+    /// PyTorch's default: `U(−1/√fan_in, 1/√fan_in)`.
+    #[default]
+    PyTorch,
+    /// He et al. 2015, `N(0, 2/fan_in)`: PyTorch's `kaiming_normal_()`.
+    KaimingFanIn,
+    /// He et al. 2015, `N(0, 2/fan_out)`: torchvision's ResNet convolutions.
+    KaimingFanOut,
+}
+
+impl WeightInit {
+    fn init(self, fan_in: usize) -> Init {
+        let kaiming = |fan| Init::Kaiming {
+            dist: NormalOrUniform::Normal,
+            fan,
+            non_linearity: NonLinearity::ReLU,
+        };
+        match self {
+            Self::PyTorch => pytorch_default(fan_in),
+            Self::KaimingFanIn => kaiming(FanInOut::FanIn),
+            Self::KaimingFanOut => kaiming(FanInOut::FanOut),
+        }
     }
 }
 
@@ -52,6 +88,69 @@ pub fn conv2d(
     )?;
     let bias = vb.get_with_hints(out_channels, "bias", init)?;
     Ok(Conv2d::new(weight, Some(bias), cfg))
+}
+
+/// A dense layer with the weight drawn by `init` and PyTorch's default bias.
+///
+/// # Errors
+/// A candle error if `vb` holds a tensor of another shape under the same name.
+pub fn linear_with(
+    in_dim: usize,
+    out_dim: usize,
+    init: WeightInit,
+    vb: VarBuilder<'_>,
+) -> Result<Linear> {
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init.init(in_dim))?;
+    let bias = vb.get_with_hints(out_dim, "bias", pytorch_default(in_dim))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+/// A 2-D convolution without bias (`bias=False`, as before a batch norm),
+/// weight `(out, in/groups, k, k)` drawn by `init`.
+///
+/// # Errors
+/// A candle error if `vb` holds a tensor of another shape under the same name.
+pub fn conv2d_no_bias(
+    in_channels: usize,
+    out_channels: usize,
+    kernel_size: usize,
+    cfg: Conv2dConfig,
+    init: WeightInit,
+    vb: VarBuilder<'_>,
+) -> Result<Conv2d> {
+    let groups = cfg.groups.max(1);
+    let fan_in = in_channels / groups * kernel_size * kernel_size;
+    let weight = vb.get_with_hints(
+        (out_channels, in_channels / groups, kernel_size, kernel_size),
+        "weight",
+        init.init(fan_in),
+    )?;
+    Ok(Conv2d::new(weight, None, cfg))
+}
+
+/// A `Conv2dConfig` with the given stride and padding.
+pub fn conv_cfg(stride: usize, padding: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        stride,
+        padding,
+        ..Default::default()
+    }
+}
+
+/// Inverted dropout with drop probability `p` when `train` (scaled by
+/// `1/(1−p)`), the identity otherwise.
+///
+/// The mask comes from candle's device RNG, which cannot be seeded: runs with
+/// dropout are not bit-reproducible from the seed (everything else is).
+///
+/// # Errors
+/// A candle error if `p` is outside `[0, 1)`.
+pub fn dropout(xs: &Tensor, p: f32, train: bool) -> Result<Tensor> {
+    if train && p > 0.0 {
+        Ok(candle_nn::ops::dropout(xs, p)?)
+    } else {
+        Ok(xs.clone())
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,14 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
 
 use crate::layers::{conv2d, linear};
 
 use crate::{Error, Network, Result};
 
 /// Configuration of [`LeNet5`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeNet5Config {
     /// Input channels (1 for MNIST).
     pub in_channels: usize,

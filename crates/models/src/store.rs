@@ -5,6 +5,15 @@
 //! instead: each one from its own ChaCha stream keyed by `(seed, name)`. A
 //! parameter's initial value therefore depends only on the seed and its name,
 //! not on the order in which layers are built.
+//!
+//! A store holds two kinds of tensors, named like PyTorch's state dict:
+//! trainable *parameters* ([`VarStore::vars`], what an optimizer updates) and
+//! non-trainable *buffers* ([`VarStore::buffers`]: batch-norm running
+//! statistics). A variable is a buffer when the last segment of its name is
+//! one of [`BUFFER_NAMES`] (`bn1.running_mean`, `bn1.running_var`,
+//! `bn1.num_batches_tracked`), exactly PyTorch's `register_buffer` names, so
+//! layers ask for buffers through the same [`VarBuilder`] as for weights.
+//! Checkpoints cover both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +28,44 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::{Error, Result};
+
+/// Last name segments that mark a variable as a non-trainable buffer
+/// (PyTorch's batch-norm buffers).
+pub const BUFFER_NAMES: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+
+/// Whether `name` names a buffer rather than a trainable parameter (see
+/// [`BUFFER_NAMES`]).
+///
+/// ```
+/// assert!(bigbatch_models::is_buffer("layer1.0.bn1.running_var"));
+/// assert!(!bigbatch_models::is_buffer("layer1.0.bn1.weight"));
+/// ```
+pub fn is_buffer(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    BUFFER_NAMES.contains(&last)
+}
+
+/// What a trainable parameter is, for optimizer masks (weight decay, LARS/LAMB
+/// trust ratios usually skip everything but [`ParamKind::Weight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    /// A dense or convolution weight (two or more dimensions).
+    Weight,
+    /// The bias of a dense or convolution layer.
+    Bias,
+    /// A normalisation layer's scale γ.
+    NormScale,
+    /// A normalisation layer's shift β.
+    NormShift,
+}
+
+impl ParamKind {
+    /// Whether the large-batch recipes (Goyal et al. 2017, MLPerf ResNet-50,
+    /// You et al. 2017/2020) apply weight decay to this kind: weights only.
+    pub fn takes_weight_decay(self) -> bool {
+        self == Self::Weight
+    }
+}
 
 /// Named variables of a model, created from a seed on first use.
 ///
@@ -65,20 +112,112 @@ impl VarStore {
         self.lock().get(name).cloned()
     }
 
-    /// All variables in sorted name order.
+    /// The trainable parameters in sorted name order (buffers excluded): what
+    /// an optimizer updates, PyTorch's `named_parameters()`.
     pub fn vars(&self) -> Vec<(String, Var)> {
+        self.lock()
+            .iter()
+            .filter(|(k, _)| !is_buffer(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The non-trainable buffers (batch-norm running statistics) in sorted
+    /// name order, PyTorch's `named_buffers()`.
+    pub fn buffers(&self) -> Vec<(String, Var)> {
+        self.lock()
+            .iter()
+            .filter(|(k, _)| is_buffer(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Parameters and buffers together in sorted name order: the state dict
+    /// that [`VarStore::save`] writes.
+    pub fn state(&self) -> Vec<(String, Var)> {
         self.lock()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
-    /// The total number of scalars.
+    /// The number of trainable scalars (buffers excluded): the parameter count
+    /// the papers report.
     pub fn elem_count(&self) -> usize {
-        self.lock().values().map(|v| v.elem_count()).sum()
+        self.vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Writes every variable to a safetensors file, atomically (temp file + rename).
+    /// The kind of the trainable parameter `name`, or `None` if there is no
+    /// such parameter.
+    ///
+    /// A 1-D `weight` or `bias` whose layer also holds a `running_mean` buffer
+    /// belongs to a normalisation layer; any other `*.bias` is a bias; the rest
+    /// are weights.
+    ///
+    /// ```
+    /// use bigbatch_models::{CifarResNet, CifarResNetConfig, ParamKind, VarStore};
+    /// use candle_core::{DType, Device};
+    /// # fn main() -> Result<(), bigbatch_models::Error> {
+    /// let vars = VarStore::new(0);
+    /// CifarResNet::new(&CifarResNetConfig::resnet8(), vars.var_builder(DType::F32, &Device::Cpu))?;
+    /// assert_eq!(vars.param_kind("bn1.weight"), Some(ParamKind::NormScale));
+    /// assert_eq!(vars.param_kind("linear.bias"), Some(ParamKind::Bias));
+    /// assert_eq!(vars.param_kind("conv1.weight"), Some(ParamKind::Weight));
+    /// # Ok(()) }
+    /// ```
+    pub fn param_kind(&self, name: &str) -> Option<ParamKind> {
+        let map = self.lock();
+        if is_buffer(name) || !map.contains_key(name) {
+            return None;
+        }
+        let (layer, last) = name.rsplit_once('.').unwrap_or(("", name));
+        let running_mean = if layer.is_empty() {
+            "running_mean".to_owned()
+        } else {
+            format!("{layer}.running_mean")
+        };
+        let norm = map.contains_key(&running_mean);
+        Some(match (last, norm) {
+            ("weight", true) => ParamKind::NormScale,
+            ("bias", true) => ParamKind::NormShift,
+            ("bias", false) => ParamKind::Bias,
+            _ => ParamKind::Weight,
+        })
+    }
+
+    /// An optimizer mask predicate on `(name, shape)` that is true for the
+    /// parameters that take weight decay ([`ParamKind::takes_weight_decay`]):
+    /// the "no weight decay on batch-norm and bias" option of the large-batch
+    /// recipes. Resolved now: build the model first.
+    ///
+    /// ```
+    /// use bigbatch_models::{CifarResNet, CifarResNetConfig, VarStore};
+    /// use candle_core::{DType, Device};
+    /// # fn main() -> Result<(), bigbatch_models::Error> {
+    /// let vars = VarStore::new(0);
+    /// CifarResNet::new(&CifarResNetConfig::resnet8(), vars.var_builder(DType::F32, &Device::Cpu))?;
+    /// let decay = vars.weight_decay_mask();
+    /// assert!(decay("conv1.weight", &[16, 3, 3, 3]));
+    /// assert!(!decay("bn1.weight", &[16]) && !decay("linear.bias", &[10]));
+    /// # Ok(()) }
+    /// ```
+    pub fn weight_decay_mask(
+        &self,
+    ) -> impl Fn(&str, &[usize]) -> bool + Clone + Send + Sync + 'static {
+        let decayed: std::collections::BTreeSet<String> = self
+            .vars()
+            .into_iter()
+            .filter(|(k, _)| {
+                self.param_kind(k)
+                    .is_some_and(ParamKind::takes_weight_decay)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let decayed = Arc::new(decayed);
+        move |name: &str, _shape: &[usize]| decayed.contains(name)
+    }
+
+    /// Writes every parameter and buffer to a safetensors file, atomically (temp file + rename).
     ///
     /// # Errors
     /// [`Error::Io`] naming the file, or a candle error.
@@ -96,7 +235,7 @@ impl VarStore {
         })
     }
 
-    /// Overwrites every variable with the tensor of the same name in a
+    /// Overwrites every parameter and buffer with the tensor of the same name in a
     /// safetensors file.
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce <experiment>`: run an experiment and write its report.
 
 mod quickstart;
+mod shallue_mnist;
 
 use std::path::PathBuf;
 
@@ -13,6 +14,26 @@ use crate::DataArgs;
 pub enum Experiment {
     /// LeNet-5 on MNIST with momentum SGD: loss and test accuracy against steps.
     Quickstart,
+    /// Steps to target against batch size, tuned per batch size (Shallue et
+    /// al. 2019), with the critical batch size fit (McCandlish et al. 2018).
+    ShallueMnist,
+}
+
+/// How big an experiment is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Minutes on a laptop's CPU cores, on whatever data is present.
+    #[default]
+    Smoke,
+    /// The published scale.
+    Paper,
+}
+
+/// Alternative outputs of a sweep.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Emit {
+    /// A Slurm job-array script sharing the results directory.
+    Slurm,
 }
 
 /// Arguments of `cargo xtask reproduce`.
@@ -35,6 +56,15 @@ pub struct ReproduceArgs {
     /// Override the experiment's step budget (e.g. for a quick look).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// How big (experiments with profiles).
+    #[arg(long, value_enum, default_value = "smoke")]
+    pub profile: Profile,
+    /// Trials run in parallel, each its own process (default: 1 per 2 cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Write a Slurm job-array script instead of running the sweep here.
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
     /// Cargo features for the bench binary, e.g. `cuda`.
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
@@ -44,5 +74,6 @@ pub struct ReproduceArgs {
 pub fn run(args: &ReproduceArgs) -> Result<()> {
     match args.experiment {
         Experiment::Quickstart => quickstart::run(args),
+        Experiment::ShallueMnist => shallue_mnist::run(args),
     }
 }

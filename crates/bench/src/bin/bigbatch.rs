@@ -2,15 +2,19 @@
 //!
 //! ```text
 //! bigbatch train --workload mnist-lenet5 --data-dir data --out run/results.json
+//! bigbatch sweep --plan plan.json --dir sweeps/x --data-dir data --jobs 2
+//! bigbatch sweep --plan plan.json --dir sweeps/x --data-dir data --emit slurm
+//! bigbatch trial --spec sweeps/x/trials/ID.json --out sweeps/x/results/ID.json
 //! ```
 //! `cargo xtask` drives this binary; it is also usable directly.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
-    Budget, EvalPoint, Observer, OptimizerConfig, Provenance, RunRecord, TrainConfig, WorkloadKind,
-    git_revision, train, write_json_atomic,
+    Budget, EvalPoint, Observer, OptimizerConfig, Provenance, RunRecord, SweepDir, SweepPlan,
+    TrainConfig, TrialSpec, WorkloadKind, read_json, run_sweep, run_trial, slurm_script, summarize,
+    train, write_json_atomic,
 };
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +31,65 @@ struct Cli {
 enum Command {
     /// Train one model and write its record (curve, provenance) as JSON.
     Train(TrainArgs),
+    /// Run one trial spec of a sweep and write its result atomically.
+    Trial(TrialArgs),
+    /// Run (or resume) a sweep: every unfinished trial as its own process.
+    Sweep(SweepArgs),
+    /// List every model of `bigbatch-models` with its parameter count.
+    Models,
+}
+
+#[derive(clap::Args)]
+struct TrialArgs {
+    /// The trial spec (`trials/<id>.json`).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Where to write the result.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory holding the datasets.
+    #[arg(long, env = "BIGBATCH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Append the trial id here when it starts.
+    #[arg(long)]
+    attempts_log: Option<PathBuf>,
+    /// Exit when standard input closes (the sweep that started us died).
+    #[arg(long)]
+    exit_with_parent: bool,
+    /// CPU threads for the tensor engine (default: all cores).
+    #[arg(long, env = "BIGBATCH_THREADS")]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    /// A Slurm job-array script (`<dir>/sweep.slurm`) instead of running here.
+    Slurm,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// The sweep plan (JSON `SweepPlan`).
+    #[arg(long)]
+    plan: PathBuf,
+    /// The sweep directory (specs, results, summary).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Directory holding the datasets.
+    #[arg(long, env = "BIGBATCH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Trials run at once, each its own process.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// CPU threads per trial process.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Write a cluster script instead of running the trials.
+    #[arg(long, value_enum)]
+    emit: Option<Emit>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,10 +158,14 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let Command::Train(args) = cli.command;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let requested = match &cli.command {
+        Command::Train(a) => a.threads,
+        Command::Trial(a) => a.threads,
+        Command::Sweep(a) => Some(a.threads),
+        Command::Models => Some(1),
+    };
+    let threads =
+        requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // SAFETY: nothing has started a thread yet; candle's pool reads these on first use.
     unsafe {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
@@ -110,7 +177,107 @@ fn run() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    run_train(&args, threads)
+    match &cli.command {
+        Command::Train(args) => run_train(args, threads),
+        Command::Trial(args) => run_one_trial(args, threads),
+        Command::Sweep(args) => run_sweep_cmd(args),
+        Command::Models => print_models(),
+    }
+}
+
+/// Prints the model summary table (name, dataset, parameters, reference) to stdout.
+fn print_models() -> Result<()> {
+    let table = bigbatch_models::summary_table(&bigbatch_models::ModelKind::ALL)?;
+    #[allow(clippy::print_stdout)] // the table is this command's output
+    {
+        print!("{table}");
+    }
+    Ok(())
+}
+
+fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
+    if args.exit_with_parent {
+        std::thread::spawn(|| {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            // Our parent holds the write end: EOF means it died.
+            while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+            std::process::exit(137);
+        });
+    }
+    let spec: TrialSpec = read_json(&args.spec)?;
+    let id = spec.id();
+    if let Some(log) = &args.attempts_log {
+        let dir = SweepDir::new(log.parent().unwrap_or(std::path::Path::new(".")));
+        dir.log_attempt(&id)?;
+    }
+    let device = Device::Cpu;
+    let mut bar = Bar::new(args.quiet);
+    let result = run_trial(&spec, &args.data_dir, &device, threads, &mut bar)
+        .with_context(|| format!("trial {}", args.spec.display()))?;
+    bar.bar.finish_and_clear();
+    write_json_atomic(&args.out, &result)?;
+    tracing::info!(
+        trial = id,
+        batch_size = spec.config.batch_size,
+        status = ?result.record.status,
+        steps_to_target = ?result.record.steps_to_target,
+        "trial done"
+    );
+    Ok(())
+}
+
+fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
+    let plan: SweepPlan = read_json(&args.plan)?;
+    let data = plan.workload.load_data(&args.data_dir).with_context(|| {
+        format!(
+            "loading {:?} data from {}",
+            plan.workload,
+            args.data_dir.display()
+        )
+    })?;
+    let trials = plan.trials(data.train.len())?;
+    let dir = SweepDir::new(&args.dir);
+    let ids = dir.prepare(&plan, &trials)?;
+    let bin = std::env::current_exe().context("locating the bigbatch binary")?;
+    if let Some(Emit::Slurm) = args.emit {
+        let path = args.dir.join("sweep.slurm");
+        let script = slurm_script(&dir, ids.len(), &bin, &args.data_dir);
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(trials = ids.len(), script = %path.display(), "wrote Slurm job array");
+        return Ok(());
+    }
+    tracing::info!(trials = ids.len(), jobs = args.jobs, dir = %args.dir.display(), "sweep");
+    let progress = run_sweep(&dir, &ids, args.jobs, |id| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("trial")
+            .arg("--quiet")
+            .arg("--exit-with-parent")
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--spec")
+            .arg(dir.spec(id))
+            .arg("--out")
+            .arg(dir.result(id))
+            .arg("--attempts-log")
+            .arg(dir.attempts_log())
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .stdin(std::process::Stdio::piped());
+        cmd
+    })?;
+    let summary = summarize(&plan, &ids, &dir)?;
+    write_json_atomic(&args.dir.join("summary.json"), &summary)?;
+    tracing::info!(
+        skipped = progress.skipped,
+        finished = progress.finished,
+        failed = progress.failed,
+        "sweep done"
+    );
+    if progress.failed > 0 {
+        bail!("{} trial(s) failed; rerun to retry them", progress.failed);
+    }
+    Ok(())
 }
 
 fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
@@ -135,17 +302,13 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
             momentum: args.momentum,
         },
     };
-    let mut config = TrainConfig {
-        batch_size: args.batch_size,
-        budget: match (args.steps, args.epochs) {
-            (Some(steps), _) => Budget::Steps(steps),
-            (None, epochs) => Budget::Epochs(epochs.unwrap_or(10)),
-        },
-        seed: args.seed,
-        eval_every_steps: 1,
-        eval_batch_size: args.eval_batch_size,
-        optimizer,
+    let budget = match (args.steps, args.epochs) {
+        (Some(steps), _) => Budget::Steps(steps),
+        (None, epochs) => Budget::Epochs(epochs.unwrap_or(10)),
     };
+    let mut config = TrainConfig::new(args.batch_size, budget, optimizer);
+    config.seed = args.seed;
+    config.eval_batch_size = args.eval_batch_size;
     config.eval_every_steps = args
         .eval_every_steps
         .unwrap_or_else(|| config.steps_per_epoch(data.train.len()).max(1));
@@ -164,15 +327,10 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
     let record = RunRecord {
         workload: args.workload,
         config,
-        provenance: Provenance {
-            seed: args.seed,
-            git_revision: git_revision(),
-            threads,
-            device: "cpu".into(),
-            bigbatch_version: env!("CARGO_PKG_VERSION").into(),
-            datasets: data.digests,
-        },
+        provenance: Provenance::collect(args.seed, threads, "cpu", data.digests),
         status: outcome.status,
+        steps_to_target: outcome.steps_to_target,
+        examples_to_target: None,
         curve: outcome.curve,
         wall_seconds: outcome.wall_seconds,
     };

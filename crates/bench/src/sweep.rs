@@ -1,0 +1,475 @@
+//! Sweeps: many independent trials, one result file each, resumable after a
+//! kill at any moment.
+//!
+//! A sweep directory holds `plan.json` (the [`SweepPlan`], search space
+//! included), `trials/<id>.json` (one [`TrialSpec`] per trial, `<id>` a stable
+//! hash of the spec), `results/<id>.json` (one [`TrialResult`], written
+//! atomically by the trial's own process) and `attempts.log` (one line per
+//! trial start). [`run_sweep`] starts a child process per unfinished trial,
+//! at most `jobs` at a time; finished trials are never rerun.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use bigbatch_noise::{BootstrapConfig, ParetoBootstrap, ParetoPoint, bootstrap_pareto};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Budget, Error, Observer, Provenance, Result, RunRecord, SearchSpace, Status, Target,
+    TrainConfig, WorkloadKind, read_json, train, write_json_atomic,
+};
+
+/// One trial: a workload trained once with one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialSpec {
+    /// What is trained.
+    pub workload: WorkloadKind,
+    /// How (batch size, optimizer, seed, budget, target).
+    pub config: TrainConfig,
+    /// The point's index in the quasi-random search, if it came from one.
+    pub search_index: Option<u64>,
+}
+
+impl TrialSpec {
+    /// A stable id: 16 hex digits of the FNV-1a hash of the spec's JSON.
+    pub fn id(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+}
+
+/// What a trial's process writes to `results/<id>.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrialResult {
+    /// [`TrialSpec::id`].
+    pub id: String,
+    /// The trial.
+    pub spec: TrialSpec,
+    /// The run.
+    pub record: RunRecord,
+}
+
+/// Runs one trial on `data_dir` and returns its result (the caller writes it).
+///
+/// # Errors
+/// Data, model or training errors.
+pub fn run_trial(
+    spec: &TrialSpec,
+    data_dir: &Path,
+    device: &Device,
+    threads: usize,
+    observer: &mut dyn Observer,
+) -> Result<TrialResult> {
+    let data = spec.workload.load_data(data_dir)?;
+    let model = spec.workload.build_model(spec.config.seed, device)?;
+    let outcome = train(&model, &data, &spec.config, device, observer)?;
+    let record = RunRecord {
+        workload: spec.workload,
+        config: spec.config.clone(),
+        provenance: Provenance::collect(
+            spec.config.seed,
+            threads,
+            &format!("{device:?}").to_lowercase(),
+            data.digests,
+        ),
+        status: outcome.status,
+        steps_to_target: outcome.steps_to_target,
+        examples_to_target: outcome
+            .steps_to_target
+            .map(|s| s * spec.config.batch_size as u64),
+        curve: outcome.curve,
+        wall_seconds: outcome.wall_seconds,
+    };
+    Ok(TrialResult {
+        id: spec.id(),
+        spec: spec.clone(),
+        record,
+    })
+}
+
+/// The steps budget of a trial at batch size `B`: `examples / B`, clamped to
+/// `[min_steps, max_steps]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepBudget {
+    /// Training examples a trial may consume.
+    pub examples: u64,
+    /// At least this many steps.
+    pub min_steps: u64,
+    /// At most this many steps.
+    pub max_steps: u64,
+}
+
+impl StepBudget {
+    /// The steps at batch size `batch_size`.
+    pub fn steps(&self, batch_size: usize) -> u64 {
+        (self.examples / batch_size.max(1) as u64).clamp(self.min_steps, self.max_steps)
+    }
+}
+
+/// A steps-to-target sweep: per batch size, `trials_per_batch_size`
+/// quasi-random points of `search_space`, each trained to `target` or until
+/// its budget is spent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPlan {
+    /// What is trained.
+    pub workload: WorkloadKind,
+    /// The batch sizes; those above the training set size are dropped.
+    pub batch_sizes: Vec<usize>,
+    /// Search points per batch size.
+    pub trials_per_batch_size: usize,
+    /// Where the points are drawn.
+    pub search_space: SearchSpace,
+    /// Seed of the quasi-random search.
+    pub search_seed: u64,
+    /// Seed of initialisation and data order of every trial.
+    pub seed: u64,
+    /// Steps per trial.
+    pub budget: StepBudget,
+    /// The target that ends a trial.
+    pub target: Target,
+    /// Evaluations per trial (the resolution of steps-to-target).
+    pub evals_per_trial: u64,
+    /// Examples per evaluation forward pass.
+    pub eval_batch_size: usize,
+    /// Largest micro-batch (gradient accumulation), if any.
+    pub micro_batch_size: Option<usize>,
+}
+
+impl SweepPlan {
+    /// The trials, batch size by batch size, for a training set of `train_len`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid search space or no usable batch size.
+    pub fn trials(&self, train_len: usize) -> Result<Vec<TrialSpec>> {
+        let points = self
+            .search_space
+            .points(self.trials_per_batch_size, self.search_seed)?;
+        let mut trials = Vec::new();
+        for &b in self.batch_sizes.iter().filter(|&&b| b <= train_len) {
+            let steps = self.budget.steps(b);
+            for p in &points {
+                let mut config = TrainConfig::new(b, Budget::Steps(steps), p.optimizer.clone());
+                config.seed = self.seed;
+                config.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
+                config.eval_batch_size = self.eval_batch_size;
+                config.target = Some(self.target);
+                config.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
+                trials.push(TrialSpec {
+                    workload: self.workload,
+                    config,
+                    search_index: Some(p.index),
+                });
+            }
+        }
+        if trials.is_empty() {
+            return Err(Error::Config(format!(
+                "no batch size of {:?} fits the {train_len} training examples",
+                self.batch_sizes
+            )));
+        }
+        Ok(trials)
+    }
+}
+
+/// The files of a sweep directory.
+#[derive(Clone, Debug)]
+pub struct SweepDir {
+    /// The directory.
+    pub root: PathBuf,
+}
+
+impl SweepDir {
+    /// The sweep directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    /// `plan.json`.
+    pub fn plan(&self) -> PathBuf {
+        self.root.join("plan.json")
+    }
+    /// `trials/<id>.json`.
+    pub fn spec(&self, id: &str) -> PathBuf {
+        self.root.join("trials").join(format!("{id}.json"))
+    }
+    /// `results/<id>.json`.
+    pub fn result(&self, id: &str) -> PathBuf {
+        self.root.join("results").join(format!("{id}.json"))
+    }
+    /// `trials/index.txt`: one trial id per line, in plan order.
+    pub fn index(&self) -> PathBuf {
+        self.root.join("trials").join("index.txt")
+    }
+    /// `attempts.log`: one line per trial start.
+    pub fn attempts_log(&self) -> PathBuf {
+        self.root.join("attempts.log")
+    }
+
+    /// Writes `plan.json`, every trial spec and the index (idempotent). A
+    /// directory already holding a different plan is refused.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a different existing plan; I/O errors.
+    pub fn prepare(&self, plan: &SweepPlan, trials: &[TrialSpec]) -> Result<Vec<String>> {
+        if self.plan().exists() {
+            let existing: SweepPlan = read_json(&self.plan())?;
+            if existing != *plan {
+                return Err(Error::Config(format!(
+                    "{} holds a different sweep plan; use a fresh directory",
+                    self.plan().display()
+                )));
+            }
+        } else {
+            write_json_atomic(&self.plan(), plan)?;
+        }
+        let mut ids = Vec::new();
+        for t in trials {
+            let id = t.id();
+            if !self.spec(&id).exists() {
+                write_json_atomic(&self.spec(&id), t)?;
+            }
+            ids.push(id);
+        }
+        let index = ids.join("\n") + "\n";
+        std::fs::write(self.index(), index).map_err(|source| Error::Io {
+            path: self.index(),
+            source,
+        })?;
+        Ok(ids)
+    }
+
+    /// Appends `id` to `attempts.log` (one short append: atomic on POSIX).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn log_attempt(&self, id: &str) -> Result<()> {
+        let path = self.attempts_log();
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(format!("{id}\n").as_bytes()).map_err(io)
+    }
+
+    /// The results present, in `ids` order (missing ones skipped).
+    ///
+    /// # Errors
+    /// A result file that cannot be read.
+    pub fn results(&self, ids: &[String]) -> Result<Vec<TrialResult>> {
+        ids.iter()
+            .filter(|id| self.result(id).exists())
+            .map(|id| read_json(&self.result(id)))
+            .collect()
+    }
+}
+
+/// How [`run_sweep`] went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepProgress {
+    /// Trials already finished before this call.
+    pub skipped: usize,
+    /// Trials run to a result by this call.
+    pub finished: usize,
+    /// Trials whose process failed (no result written).
+    pub failed: usize,
+}
+
+/// Runs every trial of `ids` without a result file, as child processes made
+/// by `command(id)`, at most `jobs` at once. The child writes the result.
+///
+/// # Errors
+/// [`Error::Io`] if a process cannot be started.
+pub fn run_sweep(
+    dir: &SweepDir,
+    ids: &[String],
+    jobs: usize,
+    mut command: impl FnMut(&str) -> Command,
+) -> Result<SweepProgress> {
+    let mut progress = SweepProgress::default();
+    let mut pending: std::collections::VecDeque<&String> = ids
+        .iter()
+        .filter(|id| {
+            let done = dir.result(id).exists();
+            progress.skipped += usize::from(done);
+            !done
+        })
+        .collect();
+    let mut running: Vec<(String, Child)> = Vec::new();
+    while !pending.is_empty() || !running.is_empty() {
+        while running.len() < jobs.max(1) {
+            let Some(id) = pending.pop_front() else { break };
+            let child = command(id).spawn().map_err(|source| Error::Io {
+                path: PathBuf::from(format!("trial {id}")),
+                source,
+            })?;
+            running.push((id.clone(), child));
+        }
+        let mut i = 0;
+        while i < running.len() {
+            let exited = running[i].1.try_wait().map_err(|source| Error::Io {
+                path: PathBuf::from(format!("trial {}", running[i].0)),
+                source,
+            })?;
+            match exited {
+                Some(status) => {
+                    let (id, _) = running.swap_remove(i);
+                    if status.success() && dir.result(&id).exists() {
+                        progress.finished += 1;
+                    } else {
+                        tracing::error!(trial = id, %status, "trial failed");
+                        progress.failed += 1;
+                    }
+                }
+                None => i += 1,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(progress)
+}
+
+/// The Slurm job-array script that runs the same trials on a cluster, sharing
+/// the sweep directory: task `i` runs line `i + 1` of `trials/index.txt`
+/// unless its result exists.
+pub fn slurm_script(dir: &SweepDir, trials: usize, bin: &Path, data_dir: &Path) -> String {
+    format!(
+        "#!/bin/bash\n\
+         #SBATCH --job-name=bigbatch-sweep\n\
+         #SBATCH --array=0-{last}\n\
+         #SBATCH --cpus-per-task=4\n\
+         #SBATCH --output={root}/slurm/%A_%a.log\n\
+         set -euo pipefail\n\
+         ID=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {root}/trials/index.txt)\n\
+         if [ -e {root}/results/$ID.json ]; then exit 0; fi\n\
+         exec {bin} trial --quiet --threads \"$SLURM_CPUS_PER_TASK\" \\\n  \
+         --spec {root}/trials/$ID.json --out {root}/results/$ID.json \\\n  \
+         --attempts-log {root}/attempts.log --data-dir {data}\n",
+        last = trials.saturating_sub(1),
+        root = dir.root.display(),
+        bin = bin.display(),
+        data = data_dir.display(),
+    )
+}
+
+/// Per batch size: the trials and the best one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchSizeSummary {
+    /// The batch size.
+    pub batch_size: usize,
+    /// Trials with results.
+    pub trials: usize,
+    /// Trials that reached the target.
+    pub reached: usize,
+    /// Trials that diverged.
+    pub diverged: usize,
+    /// The trial with the fewest steps to target, if any reached it.
+    pub best: Option<BestTrial>,
+}
+
+/// The best trial of a batch size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BestTrial {
+    /// Its id.
+    pub id: String,
+    /// Steps to target `S`.
+    pub steps: u64,
+    /// Examples to target `E = B·S`.
+    pub examples: u64,
+    /// Its optimizer.
+    pub optimizer: crate::OptimizerConfig,
+}
+
+/// A sweep's results: best trial per batch size, and the `S_min`/`E_min`/`B_crit`
+/// fit (McCandlish et al. 2018) when at least three batch sizes reached the target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepSummary {
+    /// The plan, search space included.
+    pub plan: SweepPlan,
+    /// Trials planned.
+    pub trials_planned: usize,
+    /// One entry per batch size, ascending.
+    pub batch_sizes: Vec<BatchSizeSummary>,
+    /// The Pareto fit with 95% bootstrap intervals.
+    pub pareto: Option<ParetoBootstrap>,
+    /// Provenance of the first result (seed, revision, data digests).
+    pub provenance: Option<crate::Provenance>,
+}
+
+/// Summarises the results of a sweep.
+///
+/// # Errors
+/// Unreadable results. A Pareto fit that fails is logged and left out.
+pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<SweepSummary> {
+    let results = dir.results(ids)?;
+    let mut sizes: Vec<usize> = results.iter().map(|r| r.spec.config.batch_size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let batch_sizes: Vec<BatchSizeSummary> = sizes
+        .iter()
+        .map(|&b| {
+            let of_b: Vec<&TrialResult> = results
+                .iter()
+                .filter(|r| r.spec.config.batch_size == b)
+                .collect();
+            let best = of_b
+                .iter()
+                .filter_map(|r| r.record.steps_to_target.map(|s| (s, r)))
+                .min_by_key(|(s, _)| *s)
+                .map(|(steps, r)| BestTrial {
+                    id: r.id.clone(),
+                    steps,
+                    examples: steps * b as u64,
+                    optimizer: r.spec.config.optimizer.clone(),
+                });
+            BatchSizeSummary {
+                batch_size: b,
+                trials: of_b.len(),
+                reached: of_b
+                    .iter()
+                    .filter(|r| r.record.steps_to_target.is_some())
+                    .count(),
+                diverged: of_b
+                    .iter()
+                    .filter(|r| matches!(r.record.status, Status::Diverged { .. }))
+                    .count(),
+                best,
+            }
+        })
+        .collect();
+    let points: Vec<ParetoPoint> = batch_sizes
+        .iter()
+        .filter_map(|s| {
+            s.best
+                .as_ref()
+                .map(|b| ParetoPoint::new(s.batch_size as f64, b.steps as f64))
+        })
+        .collect();
+    let pareto = if points.len() >= 3 {
+        match bootstrap_pareto(&points, &BootstrapConfig::default()) {
+            Ok(fit) => Some(fit),
+            Err(e) => {
+                tracing::warn!("no Pareto fit: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Ok(SweepSummary {
+        plan: plan.clone(),
+        trials_planned: ids.len(),
+        batch_sizes,
+        pareto,
+        provenance: results.first().map(|r| r.record.provenance.clone()),
+    })
+}

@@ -1,0 +1,337 @@
+//! Issue 8's harness: steps-to-target, divergence, gradient accumulation, and
+//! sweeps that survive SIGKILL. Tiny synthetic MNIST-format data, few steps.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bigbatch_bench::{
+    Budget, EvalPoint, LogRange, Metric, OptimizerConfig, SearchSpace, Status, StepBudget,
+    SweepPlan, Target, TrainConfig, WorkloadKind, train,
+};
+use bigbatch_data::{ImageClassification, ImageShape, Split, mnist};
+use bigbatch_optim::{Accumulator, Params};
+use candle_core::Device;
+
+/// A tiny valid MNIST-format dataset (raw IDX) in `dir/mnist`.
+fn write_tiny_mnist(dir: &Path, n: usize) -> Result<()> {
+    let pixels: Vec<u8> = (0..n * 784).map(|i| ((i * 7) % 251) as u8).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    let data = ImageClassification::new(ImageShape::new(1, 28, 28), pixels, labels, 10)?;
+    for split in [Split::Train, Split::Test] {
+        mnist::write_idx(&dir.join("mnist"), split, &data, false)?;
+    }
+    Ok(())
+}
+
+fn point(step: u64, test_accuracy: f64) -> EvalPoint {
+    EvalPoint {
+        step,
+        epoch: 0.0,
+        examples: step * 8,
+        train_loss: 1.0,
+        test_loss: 1.0,
+        test_accuracy,
+        b_simple: None,
+        b_simple_smoothed: None,
+    }
+}
+
+#[test]
+fn steps_to_target_is_the_first_evaluation_meeting_it() {
+    // A known curve: accuracy 1 − 0.5/√step, evaluated every 10 steps.
+    let curve: Vec<EvalPoint> = (1..=20)
+        .map(|i| point(10 * i, 1.0 - 0.5 / (10.0 * i as f64).sqrt()))
+        .collect();
+    // 1 − 0.5/√s ≥ 0.9 ⇔ s ≥ 25: the first evaluation at or after is step 30.
+    let acc = Target {
+        metric: Metric::TestAccuracy,
+        threshold: 0.9,
+    };
+    assert_eq!(acc.steps_to_target(&curve), Some(30));
+    // Error ≤ 0.0501 ⇔ s ≥ 99.6 (0.05 itself is lost to rounding in 1 − acc).
+    let err = Target {
+        metric: Metric::TestError,
+        threshold: 0.0501,
+    };
+    assert_eq!(err.steps_to_target(&curve), Some(100));
+    let never = Target {
+        metric: Metric::TestAccuracy,
+        threshold: 0.99,
+    };
+    assert_eq!(never.steps_to_target(&curve), None);
+}
+
+#[test]
+fn training_stops_at_the_target_and_records_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let mut cfg = TrainConfig::new(
+        4,
+        Budget::Steps(6),
+        OptimizerConfig::Sgd {
+            learning_rate: 0.01,
+        },
+    );
+    cfg.eval_every_steps = 2;
+    // Accuracy ≥ 0 holds at the first evaluation.
+    cfg.target = Some(Target {
+        metric: Metric::TestAccuracy,
+        threshold: 0.0,
+    });
+    let out = train(&model, &data, &cfg, &device, &mut ())?;
+    assert_eq!(out.status, Status::ReachedTarget { step: 2 });
+    assert_eq!(out.steps_to_target, Some(2));
+    assert_eq!(out.curve.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_huge_learning_rate_is_recorded_as_diverged() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let mut cfg = TrainConfig::new(
+        4,
+        Budget::Steps(20),
+        OptimizerConfig::Momentum {
+            learning_rate: 1e6,
+            momentum: 0.9,
+        },
+    );
+    cfg.eval_every_steps = 10;
+    let out = train(&model, &data, &cfg, &device, &mut ())?;
+    assert!(
+        matches!(out.status, Status::Diverged { step } if step < 20),
+        "{:?}",
+        out.status
+    );
+    assert_eq!(out.steps_to_target, None);
+    Ok(())
+}
+
+#[test]
+fn accumulating_micro_batches_equals_the_big_batch() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let model = WorkloadKind::MnistLenet5.build_model(3, &device)?;
+    let params = Params::new(model.vars.vars());
+    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    let grads_of = |idx: &[usize], inputs: &mut Vec<f32>, labels: &mut Vec<u32>| -> Result<_> {
+        data.train
+            .batch_into(idx, &data.normalization, inputs, labels);
+        let xs = candle_core::Tensor::from_slice(inputs, (idx.len(), 1, 28, 28), &device)?;
+        let ys = candle_core::Tensor::from_slice(labels, idx.len(), &device)?;
+        let loss = candle_nn::loss::cross_entropy(&model.net.forward(&xs, true)?, &ys)?;
+        Ok(params.grads(&loss.backward()?)?)
+    };
+    let batch: Vec<usize> = (0..12).collect();
+    let big = grads_of(&batch, &mut inputs, &mut labels)?;
+    let mut acc = Accumulator::new();
+    // Uneven micro-batches: 5 + 5 + 2.
+    for chunk in batch.chunks(5) {
+        acc.add(&grads_of(chunk, &mut inputs, &mut labels)?, chunk.len())?;
+    }
+    let small = acc.take()?;
+    for (name, g) in big.iter() {
+        let a = g.flatten_all()?.to_vec1::<f32>()?;
+        let b = small
+            .get(name)
+            .context(name.to_owned())?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{name}: {x} vs {y}");
+        }
+    }
+
+    // And through the loop: one step of batch 12 with micro-batches of 5 trains
+    // like the plain batch of 12.
+    let run = |micro: Option<usize>| -> Result<Vec<f32>> {
+        let model = WorkloadKind::MnistLenet5.build_model(3, &device)?;
+        let mut cfg = TrainConfig::new(
+            12,
+            Budget::Steps(2),
+            OptimizerConfig::Sgd { learning_rate: 0.1 },
+        );
+        cfg.micro_batch_size = micro;
+        train(&model, &data, &cfg, &device, &mut ())?;
+        let vars = model.vars.vars();
+        let (_, w) = vars.first().context("no vars")?;
+        Ok(w.as_tensor().flatten_all()?.to_vec1::<f32>()?)
+    };
+    let (plain, accumulated) = (run(None)?, run(Some(5))?);
+    for (x, y) in plain.iter().zip(&accumulated) {
+        assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{x} vs {y}");
+    }
+    Ok(())
+}
+
+#[test]
+fn noise_scale_is_tracked_from_micro_batches() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let mut cfg = TrainConfig::new(
+        8,
+        Budget::Steps(2),
+        OptimizerConfig::Sgd {
+            learning_rate: 0.01,
+        },
+    );
+    cfg.micro_batch_size = Some(4);
+    cfg.track_noise_scale = true;
+    let out = train(&model, &data, &cfg, &device, &mut ())?;
+    let last = out.curve.last().context("no eval")?;
+    assert!(last.b_simple.is_some() && last.b_simple_smoothed.is_some());
+    Ok(())
+}
+
+fn tiny_plan() -> SweepPlan {
+    SweepPlan {
+        workload: WorkloadKind::MnistLenet5,
+        batch_sizes: vec![2, 4, 8, 64],
+        trials_per_batch_size: 2,
+        search_space: SearchSpace {
+            learning_rate: LogRange {
+                low: 1e-3,
+                high: 1e-1,
+            },
+            one_minus_momentum: LogRange {
+                low: 0.05,
+                high: 0.5,
+            },
+        },
+        search_seed: 1,
+        seed: 0,
+        budget: StepBudget {
+            examples: 16,
+            min_steps: 2,
+            max_steps: 4,
+        },
+        target: Target {
+            metric: Metric::TestAccuracy,
+            threshold: 0.0,
+        },
+        evals_per_trial: 2,
+        eval_batch_size: 20,
+        micro_batch_size: None,
+    }
+}
+
+fn sweep(dir: &Path, jobs: usize) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bigbatch"));
+    cmd.arg("sweep")
+        .arg("--plan")
+        .arg(dir.join("plan-in.json"))
+        .arg("--dir")
+        .arg(dir.join("sweep"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--jobs", &jobs.to_string(), "--threads", "1"])
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn results(dir: &Path) -> Result<Vec<(String, Vec<u8>, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("sweep/results")) else {
+        return Ok(out);
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            out.push((name, std::fs::read(e.path())?, e.metadata()?.modified()?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_losing_or_rerunning_finished_trials() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    std::fs::write(
+        dir.path().join("plan-in.json"),
+        serde_json::to_vec(&tiny_plan())?,
+    )?;
+    // Batch 64 exceeds the 20 examples: 3 batch sizes × 2 points = 6 trials.
+    let mut child = sweep(dir.path(), 1).spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while results(dir.path())?.is_empty() {
+        assert!(Instant::now() < deadline, "no trial finished in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let before = results(dir.path())?;
+    assert!(!before.is_empty());
+
+    let out = sweep(dir.path(), 2).output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = results(dir.path())?;
+    assert_eq!(after.len(), 6);
+    for b in &before {
+        let a = after.iter().find(|a| a.0 == b.0).context("lost a result")?;
+        assert_eq!(a, b, "a finished trial was rewritten");
+    }
+    let attempts = std::fs::read_to_string(dir.path().join("sweep/attempts.log"))?;
+    for (name, _, _) in &before {
+        let id = name.trim_end_matches(".json");
+        assert_eq!(
+            attempts.lines().filter(|l| *l == id).count(),
+            1,
+            "finished trial {id} ran again"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sweep/summary.json"))?)?;
+    assert_eq!(summary["trials_planned"], 6);
+    assert_eq!(summary["batch_sizes"].as_array().map(Vec::len), Some(3));
+    assert!(summary["plan"]["search_space"]["learning_rate"]["low"].is_number());
+
+    // A third run finds nothing to do.
+    let out = sweep(dir.path(), 2).output()?;
+    assert!(out.status.success());
+    assert_eq!(results(dir.path())?, after);
+    Ok(())
+}
+
+#[test]
+fn emit_slurm_writes_a_job_array_over_the_same_trials() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    std::fs::write(
+        dir.path().join("plan-in.json"),
+        serde_json::to_vec(&tiny_plan())?,
+    )?;
+    let out = sweep(dir.path(), 1).args(["--emit", "slurm"]).output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = std::fs::read_to_string(dir.path().join("sweep/sweep.slurm"))?;
+    assert!(script.contains("#SBATCH --array=0-5"), "{script}");
+    assert!(script.contains("trial --quiet"));
+    let index = std::fs::read_to_string(dir.path().join("sweep/trials/index.txt"))?;
+    assert_eq!(index.lines().count(), 6);
+    assert!(results(dir.path())?.is_empty());
+    Ok(())
+}
