@@ -56,9 +56,26 @@ pub(crate) fn keyed_permutation(len: usize, seed: u64, domain: u64, stream: u64)
     order
 }
 
+/// A ChaCha8 generator for one example's random augmentation, keyed by the 32 bytes
+/// `seed ‖ domain ‖ epoch ‖ index` (each little-endian) on stream 0, so an image's
+/// augmentation depends only on `(seed, epoch, index)`: not on batch composition,
+/// worker count or thread scheduling.
+pub(crate) fn example_rng(seed: u64, domain: u64, epoch: u64, index: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    for (chunk, word) in key.chunks_exact_mut(8).zip([seed, domain, epoch, index]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    ChaCha8Rng::from_seed(key)
+}
+
+/// Uniform `f64` in `[0, 1)` from the top 53 bits of `next_u64()`.
+pub(crate) fn uniform_unit(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
 /// Uniform integer in `0..bound` (`bound > 0`) by Lemire's nearly divisionless method
 /// ("Fast random integer generation in an interval", ACM TOMACS 2019).
-fn uniform_below(rng: &mut impl RngCore, bound: u64) -> u64 {
+pub(crate) fn uniform_below(rng: &mut impl RngCore, bound: u64) -> u64 {
     debug_assert!(bound > 0);
     let mut product = u128::from(rng.next_u64()) * u128::from(bound);
     let mut low = product as u64;

@@ -117,6 +117,74 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A tar archive (after gzip decompression) cannot be read.
+    #[error("{}: corrupt tar archive: {source}", path.display())]
+    Archive {
+        /// The offending archive.
+        path: PathBuf,
+        /// The tar reader's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A zlib stream inside a file (a compressed MAT-file variable) does not decompress.
+    #[error("{}: corrupt zlib stream: {source}", path.display())]
+    Zlib {
+        /// The offending file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A MAT-file is not a MATLAB v5 file, or lacks what a loader needs.
+    #[error("{}: {problem}", path.display())]
+    BadMat {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: MatProblem,
+    },
+
+    /// An image file cannot be decoded (not a JPEG, corrupt, or truncated).
+    #[error("{}: cannot decode image: {source}", path.display())]
+    Image {
+        /// The offending image.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: Box<image::ImageError>,
+    },
+
+    /// A line of a text file (such as a ground-truth list) cannot be parsed.
+    #[error("{}:{line}: {text:?} is not {expected}", path.display())]
+    BadTextLine {
+        /// The offending file.
+        path: PathBuf,
+        /// One-based line number.
+        line: usize,
+        /// The line's text.
+        text: String,
+        /// What the line should hold.
+        expected: &'static str,
+    },
+
+    /// A directory that should hold images in class subfolders holds none.
+    #[error("{} holds no images: {hint}", path.display())]
+    EmptyImageFolder {
+        /// The directory.
+        path: PathBuf,
+        /// What the layout should be.
+        hint: String,
+    },
+
+    /// A worker thread of a [`crate::pipeline::Prefetch`] panicked.
+    #[error("a prefetch worker panicked while preparing batch {batch}")]
+    WorkerPanicked {
+        /// The batch it was preparing.
+        batch: usize,
+    },
+
     /// A CSV row cannot be parsed.
     #[error("{}:{line}: {problem}", path.display())]
     BadCsvRow {
@@ -334,6 +402,45 @@ pub enum CsvProblem {
     NotUtf8,
 }
 
+/// What is wrong with a MAT-file, as reported by [`Error::BadMat`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatProblem {
+    /// The file does not start with a MATLAB 5.0 header and an `IM`/`MI` endian mark.
+    #[error("not a MATLAB v5 MAT-file (v7.3 files are HDF5: re-save them with `save -v7`)")]
+    NotMatV5,
+    /// A data element is malformed.
+    #[error("malformed data element at byte {offset}: {what}")]
+    Malformed {
+        /// Offset of the element in its (decompressed) stream.
+        offset: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// Elements nest deeper than the reader allows.
+    #[error("data elements nest deeper than {limit} levels")]
+    TooDeep {
+        /// The nesting limit.
+        limit: usize,
+    },
+    /// A variable the loader needs is absent.
+    #[error("no variable named {name:?}")]
+    MissingVariable {
+        /// The variable's name.
+        name: String,
+    },
+    /// A variable has the wrong class or dimensions.
+    #[error("variable {name:?} should be {expected}, found {found}")]
+    Unexpected {
+        /// The variable's name.
+        name: String,
+        /// What the loader needs.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -347,6 +454,15 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_is_small_send_and_sync() {
+        assert!(
+            std::mem::size_of::<Error>() <= 96,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
 
     #[test]
     fn error_is_send_and_sync() {

