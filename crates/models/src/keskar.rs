@@ -26,10 +26,10 @@
 //! `classifier.fc1`/`classifier.bn`/`classifier.fc2` (C2/C4).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{conv_cfg, conv2d, dropout, linear};
+use crate::layers::{Conv2d, conv_cfg, conv2d, dropout, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm};
 use crate::ops::{Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};

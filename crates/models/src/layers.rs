@@ -11,12 +11,16 @@
 //! of He et al. 2016 (as reimplemented in PyTorch) with
 //! `kaiming_normal_(mode="fan_in")`; [`WeightInit`] selects between these.
 //! Batch norm lives in [`crate::norm`].
+//!
+//! Convolutions are [`Conv2d`] layers, which run bigbatch's own CPU kernel
+//! ([`crate::ops::conv2d`]) and candle's convolution on other devices.
 
-use candle_core::Tensor;
+use candle_core::{Module, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::Result;
+use crate::ops::{ConvConfig, conv2d as conv2d_op};
+use crate::{Error, Result};
 
 /// `U(−1/√fan_in, 1/√fan_in)`: PyTorch's default for weights and biases.
 fn pytorch_default(fan_in: usize) -> Init {
@@ -67,6 +71,74 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder<'_>) -> Result<Linea
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// A 2-D convolution layer: `weight` `(out, in/groups, k, k)`, optional `bias`
+/// `(out)`, stride, padding and groups (PyTorch's `nn.Conv2d` with a square
+/// kernel). The forward pass is [`crate::ops::conv2d`] plus the bias.
+///
+/// ```
+/// use bigbatch_models::layers::Conv2d;
+/// use bigbatch_models::ops::ConvConfig;
+/// use candle_core::{DType, Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_models::Error> {
+/// let w = Tensor::ones((2, 1, 3, 3), DType::F32, &Device::Cpu)?;
+/// let b = Tensor::new(&[0f32, 1.], &Device::Cpu)?;
+/// let conv = Conv2d::new(w, Some(b), ConvConfig::new(1, 1));
+/// let y = conv.forward(&Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu)?)?;
+/// assert_eq!(y.dims(), [1, 2, 4, 4]);
+/// // An interior output sums nine ones; channel 1 adds its bias.
+/// assert_eq!(y.get(0)?.get(1)?.get(1)?.get(1)?.to_scalar::<f32>()?, 10.);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    cfg: ConvConfig,
+}
+
+impl Conv2d {
+    /// A layer from its weight `(out, in/groups, k, k)` and optional bias `(out)`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, cfg: ConvConfig) -> Self {
+        Self { weight, bias, cfg }
+    }
+
+    /// The weight `(out, in/groups, k, k)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `(out)`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Stride, padding and groups.
+    pub fn config(&self) -> ConvConfig {
+        self.cfg
+    }
+
+    /// `conv2d(xs, weight) + bias` for `xs` `(N, in, H, W)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `xs` does not fit the weight, a candle error.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = conv2d_op(xs, &self.weight, self.cfg)?;
+        match &self.bias {
+            Some(b) => Ok(ys.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?),
+            None => Ok(ys),
+        }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        Conv2d::forward(self, xs).map_err(|e| match e {
+            Error::Candle(e) => e,
+            other => candle_core::Error::wrap(other),
+        })
+    }
+}
+
 /// A 2-D convolution with `weight` `(out, in/groups, k, k)` and `bias` `(out)`,
 /// initialised as PyTorch's `nn.Conv2d`.
 ///
@@ -76,7 +148,7 @@ pub fn conv2d(
     in_channels: usize,
     out_channels: usize,
     kernel_size: usize,
-    cfg: Conv2dConfig,
+    cfg: ConvConfig,
     vb: VarBuilder<'_>,
 ) -> Result<Conv2d> {
     let groups = cfg.groups.max(1);
@@ -114,7 +186,7 @@ pub fn conv2d_no_bias(
     in_channels: usize,
     out_channels: usize,
     kernel_size: usize,
-    cfg: Conv2dConfig,
+    cfg: ConvConfig,
     init: WeightInit,
     vb: VarBuilder<'_>,
 ) -> Result<Conv2d> {
@@ -128,13 +200,9 @@ pub fn conv2d_no_bias(
     Ok(Conv2d::new(weight, None, cfg))
 }
 
-/// A `Conv2dConfig` with the given stride and padding.
-pub fn conv_cfg(stride: usize, padding: usize) -> Conv2dConfig {
-    Conv2dConfig {
-        stride,
-        padding,
-        ..Default::default()
-    }
+/// A one-group [`ConvConfig`] with the given stride and padding.
+pub fn conv_cfg(stride: usize, padding: usize) -> ConvConfig {
+    ConvConfig::new(stride, padding)
 }
 
 /// Inverted dropout with drop probability `p` when `train` (scaled by
@@ -164,7 +232,7 @@ mod tests {
     fn weights_and_biases_lie_in_the_pytorch_bound() -> Result<()> {
         let vars = VarStore::new(0);
         let vb = vars.var_builder(DType::F32, &Device::Cpu);
-        conv2d(6, 16, 5, Conv2dConfig::default(), vb.pp("c"))?;
+        conv2d(6, 16, 5, ConvConfig::default(), vb.pp("c"))?;
         linear(400, 120, vb.pp("l"))?;
         for (name, fan_in) in [
             ("c.weight", 150.0),

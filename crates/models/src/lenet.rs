@@ -7,10 +7,10 @@
 //! 61,706 parameters. You et al. 2020 train it on MNIST up to full batch.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{conv2d, linear};
+use crate::layers::{Conv2d, conv_cfg, conv2d, linear};
 
 use crate::{Error, Network, Result};
 
@@ -67,15 +67,12 @@ impl LeNet5 {
     /// # Errors
     /// A candle error if `vb` holds tensors of the wrong shape.
     pub fn new(cfg: &LeNet5Config, vb: VarBuilder<'_>) -> Result<Self> {
-        let padded = Conv2dConfig {
-            padding: 2,
-            ..Default::default()
-        };
+        let padded = conv_cfg(1, 2);
         let side = ((cfg.image_size) / 2 - 4) / 2;
         Ok(Self {
             cfg: cfg.clone(),
             conv1: conv2d(cfg.in_channels, 6, 5, padded, vb.pp("conv1"))?,
-            conv2: conv2d(6, 16, 5, Default::default(), vb.pp("conv2"))?,
+            conv2: conv2d(6, 16, 5, conv_cfg(1, 0), vb.pp("conv2"))?,
             fc1: linear(16 * side * side, 120, vb.pp("fc1"))?,
             fc2: linear(120, 84, vb.pp("fc2"))?,
             fc3: linear(84, cfg.num_classes, vb.pp("fc3"))?,

@@ -24,10 +24,10 @@
 //! γ = 1 (or 0), β = 0, the classifier PyTorch's default.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{WeightInit, conv_cfg, conv2d_no_bias, linear};
+use crate::layers::{Conv2d, WeightInit, conv_cfg, conv2d_no_bias, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
 use crate::ops::{Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};

@@ -24,10 +24,10 @@
 //! 269,722; ResNet-32 464,154; ResNet-56 853,018.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{WeightInit, conv_cfg, conv2d_no_bias, linear_with};
+use crate::layers::{Conv2d, WeightInit, conv_cfg, conv2d_no_bias, linear_with};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
 use crate::{Error, Network, Result};
 

@@ -11,10 +11,10 @@
 //! 832 + 51,264 + 3,212,288 + 10,250 = 3,274,634.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{conv_cfg, conv2d, dropout, linear};
+use crate::layers::{Conv2d, conv_cfg, conv2d, dropout, linear};
 use crate::ops::{Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};
 

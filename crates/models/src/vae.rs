@@ -22,13 +22,13 @@
 use std::sync::Mutex;
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{conv_cfg, conv2d, linear};
+use crate::layers::{Conv2d, conv_cfg, conv2d, linear};
 use crate::{Autoencoder, Error, Result};
 
 /// Configuration of [`SvhnVae`].

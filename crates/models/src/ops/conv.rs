@@ -1,0 +1,852 @@
+//! 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`) with
+//! any stride, zero padding and groups, forward and backward, on the CPU.
+//!
+//! candle 0.11's CPU convolution differentiates through a direct-loop
+//! transposed convolution, which dominates a training step. The kernels here
+//! are im2col + `gemm` (Chellapilla, Puri and Simard, "High performance
+//! convolutional neural networks for document processing", 2006), for each
+//! image `n` and group `g`:
+//!
+//! ```text
+//! forward   Y[n,g]  = W[g] · col(X[n,g])                 (O/G × P) = (O/G × K)(K × P)
+//! input     dX[n,g] = col⁻¹(W[g]ᵀ · dY[n,g])             col2im of (K × O/G)(O/G × P)
+//! weight    dW[g]  += dY[n,g] · col(X[n,g])ᵀ              (O/G × K) = (O/G × P)(P × K)
+//! ```
+//!
+//! with `K = C/G·k²` and `P = H'·W'` output positions, `H' = ⌊(H + 2p − k)/s⌋ + 1`.
+//! A 1×1 convolution with stride 1 and no padding skips im2col (`col(X) = X`).
+//! Work is split over the batch across candle's thread count
+//! (`RAYON_NUM_THREADS`, [`candle_core::utils::get_num_threads`]) with
+//! single-threaded `gemm` calls inside; problems too small to pay for a thread
+//! hand-off run on the calling thread, so two threads never lose to one.
+//!
+//! Only `f32` and `f64` on the CPU take these kernels; other dtypes and devices
+//! fall back to [`conv2d_composed`] (candle's own `conv2d`, cuDNN on CUDA
+//! builds), which is also the reference the kernels are tested against.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// Stride, zero padding and groups of a square-kernel 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvConfig {
+    /// Step between output positions (≥ 1).
+    pub stride: usize,
+    /// Implicit zeros on each side (any amount).
+    pub padding: usize,
+    /// Channel groups (≥ 1, dividing the input and output channels).
+    pub groups: usize,
+}
+
+impl Default for ConvConfig {
+    /// Stride 1, no padding, one group.
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: 0,
+            groups: 1,
+        }
+    }
+}
+
+impl ConvConfig {
+    /// A one-group convolution with the given stride and padding.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Self {
+            stride,
+            padding,
+            groups: 1,
+        }
+    }
+}
+
+/// Shapes of one convolution, derived once from the input and weight dims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    k: usize,
+    oh: usize,
+    ow: usize,
+    cfg: ConvConfig,
+}
+
+impl Geometry {
+    /// Checks `x` `(N, C, H, W)` against `w` `(O, C/G, k, k)`.
+    fn new(x: &[usize], weight: &[usize], cfg: ConvConfig) -> std::result::Result<Self, String> {
+        let (&[n, c, h, w], &[o, cg, k, k2]) = (x, weight) else {
+            return Err(format!(
+                "need a 4-D input and weight, got {x:?} and {weight:?}"
+            ));
+        };
+        let ConvConfig {
+            stride: s,
+            padding: p,
+            groups,
+        } = cfg;
+        if s == 0 || groups == 0 || k == 0 || k != k2 {
+            return Err(format!(
+                "stride {s}, groups {groups}, kernel {k}×{k2}: need stride, groups ≥ 1 and a square kernel"
+            ));
+        }
+        if !c.is_multiple_of(groups) || !o.is_multiple_of(groups) || c / groups != cg {
+            return Err(format!(
+                "input {x:?}, weight {weight:?}, groups {groups}: channels must split into groups"
+            ));
+        }
+        if h + 2 * p < k || w + 2 * p < k {
+            return Err(format!(
+                "input side {h}×{w} with padding {p} is smaller than kernel {k}"
+            ));
+        }
+        Ok(Self {
+            n,
+            c,
+            h,
+            w,
+            o,
+            k,
+            oh: (h + 2 * p - k) / s + 1,
+            ow: (w + 2 * p - k) / s + 1,
+            cfg,
+        })
+    }
+
+    fn from_layouts(x: &Shape, weight: &Shape, cfg: ConvConfig) -> candle_core::Result<Self> {
+        Self::new(x.dims(), weight.dims(), cfg).map_err(candle_core::Error::Msg)
+    }
+
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.cfg.groups
+    }
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.cfg.groups
+    }
+    /// Rows of the im2col matrix: `C/G · k²`.
+    fn kk(&self) -> usize {
+        self.cg() * self.k * self.k
+    }
+    /// Output positions per channel.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Elements of one input image and one output image.
+    fn image(&self) -> (usize, usize) {
+        (self.c * self.h * self.w, self.o * self.p())
+    }
+    /// Whether `col(X) = X` (1×1, stride 1, no padding).
+    fn direct(&self) -> bool {
+        self.k == 1 && self.cfg.stride == 1 && self.cfg.padding == 0
+    }
+    /// Multiply-adds of one pass over the batch.
+    fn macs(&self) -> usize {
+        self.n * self.o * self.p() * self.kk()
+    }
+    fn out_shape(&self) -> Shape {
+        Shape::from((self.n, self.o, self.oh, self.ow))
+    }
+
+    /// Images per task: the batch split evenly over the threads when the pass
+    /// is large enough to pay for the hand-off, else the whole batch.
+    fn images_per_task(&self) -> usize {
+        let threads = candle_core::utils::get_num_threads();
+        if threads <= 1 || self.n <= 1 || self.macs() < PARALLEL_MACS {
+            self.n.max(1)
+        } else {
+            self.n.div_ceil(threads.min(self.n))
+        }
+    }
+
+    /// `gemm`'s own threading: only when the batch alone cannot feed the
+    /// threads (a single large image).
+    fn gemm_parallelism(&self) -> Parallelism {
+        let threads = candle_core::utils::get_num_threads();
+        if threads > 1 && self.n == 1 && self.macs() >= PARALLEL_MACS {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        }
+    }
+}
+
+/// Passes below this many multiply-adds stay on one thread (a rayon hand-off
+/// costs a few microseconds; this is about 50 µs of single-core work).
+const PARALLEL_MACS: usize = 1 << 21;
+
+/// `Y = conv2d(X, W)` without bias: `x` `(N, C, H, W)`, `weight`
+/// `(O, C/G, k, k)`, result `(N, O, H', W')` with `H' = ⌊(H + 2p − k)/s⌋ + 1`,
+/// `Y[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] · X[n, g(o)·C/G + c, s·i + a − p, s·j + b − p]`
+/// (zero outside the input). Differentiable in both arguments.
+///
+/// ```
+/// use bigbatch_models::ops::{ConvConfig, conv2d};
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_models::Error> {
+/// let x = Tensor::arange(0f32, 9., &Device::Cpu)?.reshape((1, 1, 3, 3))?;
+/// let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
+/// let y = conv2d(&x, &w, ConvConfig::new(1, 0))?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [8., 12., 20., 24.]);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidConfig`] if the shapes do not fit (non-4-D, channels not
+/// divisible by the groups, kernel larger than the padded input, zero stride);
+/// a candle error otherwise.
+pub fn conv2d(x: &Tensor, weight: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
+    Geometry::new(x.dims(), weight.dims(), cfg).map_err(|reason| Error::InvalidConfig {
+        what: "conv2d",
+        reason,
+    })?;
+    let fast = x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && weight.dtype() == x.dtype();
+    if fast {
+        Ok(x.contiguous()?
+            .apply_op2(&weight.contiguous()?, Conv2dOp(cfg))?)
+    } else {
+        conv2d_composed(x, weight, cfg)
+    }
+}
+
+/// [`conv2d`] as candle's own `Tensor::conv2d` (any device and dtype,
+/// candle's autodiff backward).
+///
+/// # Errors
+/// As [`conv2d`].
+pub fn conv2d_composed(x: &Tensor, weight: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
+    Geometry::new(x.dims(), weight.dims(), cfg).map_err(|reason| Error::InvalidConfig {
+        what: "conv2d",
+        reason,
+    })?;
+    Ok(x.conv2d(weight, cfg.padding, cfg.stride, 1, cfg.groups)?)
+}
+
+/// Unfolds one group of one image, `x` `(C/G, H, W)`, into `col`
+/// `(C/G·k², H'·W')`, zeros where the window hangs over the edge.
+fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
+    let (h, w, k, oh, ow) = (g.h, g.w, g.k, g.oh, g.ow);
+    let (s, p) = (g.cfg.stride, g.cfg.padding);
+    let zero = T::zero();
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for plane in x.chunks_exact(h * w) {
+        for a in 0..k {
+            for b in 0..k {
+                let Some(row) = rows.next() else { return };
+                let (lo, hi) = valid_range(b, w, ow, s, p);
+                for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    let iy = (oy * s + a) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(zero);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..][..w];
+                    dst[..lo].fill(zero);
+                    dst[hi..].fill(zero);
+                    if lo == hi {
+                        continue;
+                    }
+                    let x0 = lo * s + b - p;
+                    if s == 1 {
+                        dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                    } else {
+                        for (d, v) in dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(s)) {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` `(C/G·k², H'·W')` back onto the image group `dx` `(C/G, H, W)`:
+/// the adjoint of [`im2col`].
+fn col2im<T: WithDType>(col: &[T], dx: &mut [T], g: &Geometry) {
+    let (h, w, k, oh, ow) = (g.h, g.w, g.k, g.oh, g.ow);
+    let (s, p) = (g.cfg.stride, g.cfg.padding);
+    let mut rows = col.chunks_exact(oh * ow);
+    for plane in dx.chunks_exact_mut(h * w) {
+        for a in 0..k {
+            for b in 0..k {
+                let Some(row) = rows.next() else { return };
+                let (lo, hi) = valid_range(b, w, ow, s, p);
+                if lo >= hi {
+                    continue;
+                }
+                for (oy, src) in row.chunks_exact(ow).enumerate() {
+                    let iy = (oy * s + a) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * w..][..w];
+                    let x0 = lo * s + b - p;
+                    if s == 1 {
+                        for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (d, v) in dst[x0..].iter_mut().step_by(s).zip(&src[lo..hi]) {
+                            *d += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output columns `[lo, hi)` whose input column `j·s + b − p` lies in `[0, w)`.
+fn valid_range(b: usize, w: usize, ow: usize, s: usize, p: usize) -> (usize, usize) {
+    // j·s + b ≥ p  ⇔  j ≥ ⌈(p − b)/s⌉;  j·s + b − p < w  ⇔  j < ⌈(w + p − b)/s⌉.
+    let lo = p.saturating_sub(b).div_ceil(s).min(ow);
+    let hi = if w + p > b {
+        (w + p - b).div_ceil(s).min(ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Row-major matrix operand for [`matmul`]: pointer, row stride, column stride.
+#[derive(Clone, Copy)]
+struct Mat<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+impl<T> Mat<T> {
+    /// A contiguous row-major `(rows, cols)` matrix (`cols` is the row stride).
+    fn rows(data: &[T], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    fn transposed(data: &[T], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            rs: 1,
+            cs: cols as isize,
+        }
+    }
+}
+
+/// `dst (m × n) (+)= lhs (m × k) · rhs (k × n)`, `dst` contiguous row-major;
+/// accumulates when `accumulate`.
+///
+/// # Panics
+/// If `dst` is shorter than `m·n` (the operands are checked by the callers'
+/// slicing, which panics on a short buffer before any pointer is taken).
+fn matmul<T: WithDType>(
+    [m, n, k]: [usize; 3],
+    dst: &mut [T],
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too short");
+    // SAFETY: every caller takes `lhs` from a slice of at least m·k elements
+    // and `rhs` from one of at least k·n, laid out with the given strides, and
+    // `dst` holds m·n elements (checked above); the slices outlive the call and
+    // `dst` does not alias the operands (it is a distinct `&mut`).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Runs `f(first_image, xs_chunk, out_chunk)` over chunks of whole images,
+/// in parallel when the geometry says it pays.
+fn for_image_chunks<T: WithDType, F>(
+    g: &Geometry,
+    xs: &[T],
+    x_image: usize,
+    out: &mut [T],
+    out_image: usize,
+    f: F,
+) where
+    F: Fn(&[T], &mut [T]) + Sync + Send,
+{
+    let per = g.images_per_task();
+    if per >= g.n {
+        f(xs, out);
+    } else {
+        xs.par_chunks(per * x_image)
+            .zip(out.par_chunks_mut(per * out_image))
+            .for_each(|(x, o)| f(x, o));
+    }
+}
+
+fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    let (x_image, out_image) = g.image();
+    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let mut out = vec![T::zero(); g.n * out_image];
+    let par = g.gemm_parallelism();
+    for_image_chunks(g, x, x_image, &mut out, out_image, |xs, ys| {
+        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        for (xi, yi) in xs.chunks_exact(x_image).zip(ys.chunks_exact_mut(out_image)) {
+            for grp in 0..g.cfg.groups {
+                let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
+                let rhs = if g.direct() {
+                    xg
+                } else {
+                    im2col(xg, &mut col, g);
+                    &col
+                };
+                let wg = &weight[grp * og * kk..][..og * kk];
+                let dst = &mut yi[grp * og * p..][..og * p];
+                matmul(
+                    [og, p, kk],
+                    dst,
+                    Mat::rows(wg, kk),
+                    Mat::rows(rhs, p),
+                    false,
+                    par,
+                );
+            }
+        }
+    });
+    out
+}
+
+fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    let (x_image, out_image) = g.image();
+    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let mut dx = vec![T::zero(); g.n * x_image];
+    let par = g.gemm_parallelism();
+    for_image_chunks(g, dy, out_image, &mut dx, x_image, |dys, dxs| {
+        let mut dcol = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        for (dyi, dxi) in dys
+            .chunks_exact(out_image)
+            .zip(dxs.chunks_exact_mut(x_image))
+        {
+            for grp in 0..g.cfg.groups {
+                let dyg = &dyi[grp * og * p..][..og * p];
+                let wg = &weight[grp * og * kk..][..og * kk];
+                let dxg = &mut dxi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
+                let lhs = Mat::transposed(wg, kk);
+                if g.direct() {
+                    matmul([kk, p, og], dxg, lhs, Mat::rows(dyg, p), false, par);
+                } else {
+                    matmul([kk, p, og], &mut dcol, lhs, Mat::rows(dyg, p), false, par);
+                    col2im(&dcol, dxg, g);
+                }
+            }
+        }
+    });
+    dx
+}
+
+fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
+    let (x_image, out_image) = g.image();
+    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let size = g.o * kk;
+    let par = g.gemm_parallelism();
+    let partial = |xs: &[T], dys: &[T]| -> Vec<T> {
+        let mut dw = vec![T::zero(); size];
+        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        for (xi, dyi) in xs.chunks_exact(x_image).zip(dys.chunks_exact(out_image)) {
+            for grp in 0..g.cfg.groups {
+                let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
+                let cols = if g.direct() {
+                    xg
+                } else {
+                    im2col(xg, &mut col, g);
+                    &col
+                };
+                let dyg = &dyi[grp * og * p..][..og * p];
+                let dst = &mut dw[grp * og * kk..][..og * kk];
+                matmul(
+                    [og, kk, p],
+                    dst,
+                    Mat::rows(dyg, p),
+                    Mat::transposed(cols, p),
+                    true,
+                    par,
+                );
+            }
+        }
+        dw
+    };
+    let per = g.images_per_task();
+    if per >= g.n {
+        return partial(x, dy);
+    }
+    let parts: Vec<Vec<T>> = x
+        .par_chunks(per * x_image)
+        .zip(dy.par_chunks(per * out_image))
+        .map(|(xs, dys)| partial(xs, dys))
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); size]);
+    for part in parts {
+        for (d, v) in dw.iter_mut().zip(&part) {
+            *d += *v;
+        }
+    }
+    dw
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("conv2d: operands must be contiguous"),
+    }
+}
+
+/// Applies a kernel generic over `f32`/`f64` to two CPU storages.
+macro_rules! dispatch2 {
+    ($name:literal, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32($a), CpuStorage::F32($b)) => {
+                let ($a, $b) = (contiguous($a, $l1)?, contiguous($b, $l2)?);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64($a), CpuStorage::F64($b)) => {
+                let ($a, $b) = (contiguous($a, $l1)?, contiguous($b, $l2)?);
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!(concat!($name, ": only f32 and f64 of one dtype")),
+        }
+    };
+}
+
+/// Forward kernel over `(input, weight)`; backward through
+/// [`Conv2dBackwardInput`] and [`Conv2dBackwardWeight`].
+struct Conv2dOp(ConvConfig);
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "bigbatch-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = Geometry::from_layouts(l1.shape(), l2.shape(), self.0)?;
+        let out = dispatch2!("conv2d", s1, l1, s2, l2, |x, w| forward(x, w, &g));
+        Ok((out, g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(
+            weight,
+            &Conv2dBackwardInput {
+                cfg: self.0,
+                input: x.shape().clone(),
+            },
+        )?;
+        let dw = x.apply_op2_no_bwd(
+            &grad,
+            &Conv2dBackwardWeight {
+                cfg: self.0,
+                weight: weight.shape().clone(),
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `∂L/∂X` from `(∂L/∂Y, W)`.
+struct Conv2dBackwardInput {
+    cfg: ConvConfig,
+    input: Shape,
+}
+
+impl CustomOp2 for Conv2dBackwardInput {
+    fn name(&self) -> &'static str {
+        "bigbatch-conv2d-backward-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = Geometry::from_layouts(&self.input, l2.shape(), self.cfg)?;
+        if l1.shape() != &g.out_shape() {
+            candle_core::bail!("conv2d backward: gradient {:?}", l1.shape());
+        }
+        let dx = dispatch2!("conv2d backward", s1, l1, s2, l2, |dy, w| {
+            backward_input(dy, w, &g)
+        });
+        Ok((dx, self.input.clone()))
+    }
+}
+
+/// `∂L/∂W` from `(X, ∂L/∂Y)`.
+struct Conv2dBackwardWeight {
+    cfg: ConvConfig,
+    weight: Shape,
+}
+
+impl CustomOp2 for Conv2dBackwardWeight {
+    fn name(&self) -> &'static str {
+        "bigbatch-conv2d-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = Geometry::from_layouts(l1.shape(), &self.weight, self.cfg)?;
+        if l2.shape() != &g.out_shape() {
+            candle_core::bail!("conv2d backward: gradient {:?}", l2.shape());
+        }
+        let dw = dispatch2!("conv2d backward", s1, l1, s2, l2, |x, dy| {
+            backward_weight(x, dy, &g)
+        });
+        Ok((dw, self.weight.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    type ConvFn = fn(&Tensor, &Tensor, ConvConfig) -> Result<Tensor>;
+
+    /// `(input dims, out channels, kernel, config)`: the models' layers, edge
+    /// cases (batch 1, odd sides, stride 2 and 3, padding above k/2, groups,
+    /// 1×1) and random draws.
+    fn cases() -> Vec<([usize; 4], usize, usize, ConvConfig)> {
+        let cfg = |stride, padding, groups| ConvConfig {
+            stride,
+            padding,
+            groups,
+        };
+        let mut cases = vec![
+            ([2, 1, 12, 12], 6, 5, cfg(1, 2, 1)), // LeNet conv1
+            ([1, 6, 7, 7], 16, 5, cfg(1, 0, 1)),  // LeNet conv2, batch 1
+            ([3, 4, 9, 7], 8, 3, cfg(2, 1, 1)),   // ResNet down-sampling, odd sides
+            ([2, 4, 9, 9], 6, 1, cfg(2, 0, 1)),   // projection shortcut
+            ([2, 4, 5, 6], 6, 1, cfg(1, 0, 1)),   // direct 1×1
+            ([1, 4, 5, 5], 4, 3, cfg(1, 3, 2)),   // padding > k/2, groups
+            ([2, 6, 6, 5], 6, 3, cfg(1, 1, 6)),   // depthwise
+            ([1, 2, 3, 3], 3, 5, cfg(3, 2, 1)),   // kernel larger than input
+            ([2, 3, 10, 10], 4, 4, cfg(2, 1, 1)), // even kernel (VAE)
+            ([5, 2, 4, 4], 2, 2, cfg(1, 0, 2)),
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..10 {
+            let groups = [1, 1, 2, 3][rng.random_range(0..4)];
+            let k: usize = rng.random_range(1..=5);
+            let p = rng.random_range(0..=k);
+            let s = rng.random_range(1..=3);
+            let h = rng.random_range(k.saturating_sub(2 * p).max(1)..=11);
+            let w = rng.random_range(k.saturating_sub(2 * p).max(1)..=11);
+            let c = groups * rng.random_range(1..=3);
+            let o = groups * rng.random_range(1..=3);
+            cases.push(([rng.random_range(1..=4), c, h, w], o, k, cfg(s, p, groups)));
+        }
+        cases
+    }
+
+    fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+    }
+
+    /// Output and the gradients of `Σ y ⊙ r` with respect to input and weight.
+    fn run(f: ConvFn, x: &Tensor, w: &Tensor, cfg: ConvConfig) -> Result<(Tensor, Tensor, Tensor)> {
+        let (xv, wv) = (Var::from_tensor(x)?, Var::from_tensor(w)?);
+        let y = f(xv.as_tensor(), wv.as_tensor(), cfg)?;
+        let r = random(y.dims(), 99)?.to_dtype(y.dtype())?;
+        let grads = (&y * &r)?.sum_all()?.backward()?;
+        let get = |v: &Var| grads.get(v.as_tensor()).expect("grad").clone();
+        Ok((y.detach(), get(&xv), get(&wv)))
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+        assert_eq!(a.dims(), b.dims());
+        let d = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?;
+        Ok(d.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?)
+    }
+
+    /// An independent reference composed from candle primitives whose
+    /// autodiff is exact: zero padding, the `k²` strided windows stacked into
+    /// the im2col tensor, a batched matmul per group.
+    fn conv2d_unfolded(x: &Tensor, w: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
+        let (n, c, h, wd) = x.dims4()?;
+        let (o, cg, k, _) = w.dims4()?;
+        let (s, p, groups) = (cfg.stride, cfg.padding, cfg.groups);
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
+        let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+        let index = |start: usize, len: usize| -> Result<Tensor> {
+            let idx: Vec<u32> = (0..len).map(|i| (start + i * s) as u32).collect();
+            Ok(Tensor::from_vec(idx, len, x.device())?)
+        };
+        let mut windows = Vec::new();
+        for a in 0..k {
+            let rows = xp.index_select(&index(a, oh)?, 2)?;
+            for b in 0..k {
+                windows.push(rows.index_select(&index(b, ow)?, 3)?);
+            }
+        }
+        let cols = Tensor::stack(&windows, 2)?.reshape((n, groups, cg * k * k, oh * ow))?;
+        let w = w.reshape((1, groups, o / groups, cg * k * k))?;
+        let y = w.broadcast_matmul(&cols)?;
+        debug_assert_eq!(c, cg * groups);
+        Ok(y.reshape((n, o, oh, ow))?)
+    }
+
+    #[test]
+    fn kernels_agree_with_composed_references_in_values_and_gradients() -> Result<()> {
+        for (i, (shape, o, k, cfg)) in cases().into_iter().enumerate() {
+            let x = random(&shape, i as u64)?;
+            let w = random(&[o, shape[1] / cfg.groups, k, k], 50 + i as u64)?;
+            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+                let (x, w) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?);
+                let what = format!("{shape:?} o={o} k={k} {cfg:?} {dtype:?}");
+                let a = run(conv2d, &x, &w, cfg)?;
+                let b = run(conv2d_unfolded, &x, &w, cfg)?;
+                assert!(max_diff(&a.0, &b.0)? < tol, "y {what}");
+                assert!(max_diff(&a.1, &b.1)? < tol, "dx {what}");
+                assert!(max_diff(&a.2, &b.2)? < tol, "dw {what}");
+                // candle's own convolution (the fallback on other devices):
+                // same values; its backward only where it handles the shape
+                // (candle 0.11 derives the transposed convolution's output
+                // padding from the height alone).
+                let y = conv2d_composed(&x, &w, cfg)?;
+                assert!(max_diff(&a.0, &y)? < tol, "candle y {what}");
+                if let Ok(c) = run(conv2d_composed, &x, &w, cfg) {
+                    assert!(max_diff(&a.1, &c.1)? < tol, "candle dx {what}");
+                    assert!(max_diff(&a.2, &c.2)? < tol, "candle dw {what}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn batches_split_over_threads_give_the_same_result() -> Result<()> {
+        // Large enough to take the threaded path whenever more than one thread
+        // is configured; the reference is candle's own convolution.
+        let x = random(&[6, 8, 20, 20], 1)?.to_dtype(DType::F32)?;
+        let w = random(&[16, 8, 3, 3], 2)?.to_dtype(DType::F32)?;
+        let cfg = ConvConfig::new(1, 1);
+        let a = run(conv2d, &x, &w, cfg)?;
+        let b = run(conv2d_composed, &x, &w, cfg)?;
+        assert!(max_diff(&a.0, &b.0)? < 1e-4);
+        assert!(max_diff(&a.1, &b.1)? < 1e-4);
+        assert!(max_diff(&a.2, &b.2)? < 1e-3);
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() -> Result<()> {
+        let h = 1e-6;
+        for (i, (shape, o, k, cfg)) in cases().into_iter().take(8).enumerate() {
+            let x = random(&shape, 10 + i as u64)?;
+            let w = random(&[o, shape[1] / cfg.groups, k, k], 20 + i as u64)?;
+            let (y, dx, dw) = run(conv2d, &x, &w, cfg)?;
+            let r = random(y.dims(), 99)?;
+            let loss = |x: &Tensor, w: &Tensor| -> Result<f64> {
+                Ok((conv2d(x, w, cfg)? * &r)?.sum_all()?.to_scalar::<f64>()?)
+            };
+            for (which, t, g) in [("x", &x, &dx), ("w", &w, &dw)] {
+                let flat = t.flatten_all()?.to_vec1::<f64>()?;
+                let g = g.flatten_all()?.to_vec1::<f64>()?;
+                // Every element for small tensors, a stride through large ones.
+                for j in (0..flat.len()).step_by(flat.len().div_ceil(40)) {
+                    let at = |d: f64| -> Result<f64> {
+                        let mut v = flat.clone();
+                        v[j] += d;
+                        let t2 = Tensor::from_vec(v, t.dims(), &Device::Cpu)?;
+                        if which == "x" {
+                            loss(&t2, &w)
+                        } else {
+                            loss(&x, &t2)
+                        }
+                    };
+                    let fd = (at(h)? - at(-h)?) / (2.0 * h);
+                    assert!(
+                        (fd - g[j]).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "{which}[{j}] {shape:?} {cfg:?}: {fd} vs {}",
+                        g[j]
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_shapes_that_do_not_fit() -> Result<()> {
+        let x = random(&[1, 4, 3, 3], 0)?;
+        for (w, cfg) in [
+            (&[2, 4, 5, 5][..], ConvConfig::new(1, 0)), // kernel > input
+            (&[2, 3, 1, 1][..], ConvConfig::new(1, 0)), // channel mismatch
+            (
+                &[3, 2, 1, 1][..],
+                ConvConfig {
+                    groups: 2,
+                    ..ConvConfig::default()
+                },
+            ), // outputs not divisible by groups
+            (&[2, 4, 1, 1][..], ConvConfig::new(0, 0)), // zero stride
+            (&[2, 4, 2, 3][..], ConvConfig::new(1, 0)), // non-square kernel
+        ] {
+            let w = random(w, 1)?;
+            assert!(
+                matches!(conv2d(&x, &w, cfg), Err(Error::InvalidConfig { .. })),
+                "{w:?} {cfg:?}"
+            );
+        }
+        Ok(())
+    }
+}
