@@ -71,7 +71,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
-/// One named line of a chart.
+/// One named line of a chart; a name starting with `~` marks a reference
+/// line (drawn thin, without markers; the `~` is not shown).
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
@@ -93,77 +94,62 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Draws `series` as lines with markers into an SVG file, atomically.
+/// Draws `series` as lines with markers on linear axes into an SVG file,
+/// atomically (see [`Series`] for reference lines).
 pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
-    let all = || series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all().filter(|(x, y)| x.is_finite() && y.is_finite()) {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
+    let keep = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
+    let ((x0, x1), (y0, y1)) = bounds(series, keep).unwrap_or(((0.0, 1.0), (0.0, 1.0)));
     let pad = |lo: f64, hi: f64| {
         let d = if hi > lo { 0.05 * (hi - lo) } else { 0.5 };
         (lo - d)..(hi + d)
     };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut c = ChartBuilder::on(&root)
-            .caption(chart.title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(pad(x0, x1), pad(y0, y1))
-            .map_err(plot_err)?;
-        c.configure_mesh()
-            .x_desc(chart.x_label)
-            .y_desc(chart.y_label)
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(plot_err)?;
-        for (i, s) in series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            c.draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(plot_err)?
-            .label(s.name.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(plot_err)?;
-        }
-        if series.len() > 1 {
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(plot_err)?;
-        }
-        root.present().map_err(plot_err)?;
-    }
+    let svg = draw(chart, series, keep, pad(x0, x1), pad(y0, y1))?;
     write_atomic(path, svg.as_bytes())
 }
 
 /// Draws `series` on log-log axes into an SVG file, atomically; points that
-/// are not positive and finite are skipped. Series named with a leading `~`
-/// are drawn dashed-thin without markers (reference lines), the `~` dropped.
+/// are not positive and finite are skipped.
 pub fn log_log_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
-    let ok = |&(x, y): &(f64, f64)| x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite();
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in series
+    let keep = |&(x, y): &(f64, f64)| x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite();
+    let ((x0, x1), (y0, y1)) = bounds(series, keep).unwrap_or(((1.0, 10.0), (1.0, 10.0)));
+    let (x, y) = (
+        (x0 / 1.3..x1 * 1.3).log_scale(),
+        (y0 / 1.3..y1 * 1.3).log_scale(),
+    );
+    let svg = draw(chart, series, keep, x, y)?;
+    write_atomic(path, svg.as_bytes())
+}
+
+/// The `(x, y)` extent of the points `keep` accepts, if any.
+fn bounds(
+    series: &[Series],
+    keep: impl Fn(&(f64, f64)) -> bool,
+) -> Option<((f64, f64), (f64, f64))> {
+    let points = series
         .iter()
         .flat_map(|s| s.points.iter())
-        .filter(|p| ok(p))
-    {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (1.0, 10.0, 1.0, 10.0);
-    }
+        .filter(|p| keep(p));
+    points.fold(None, |acc, &(x, y)| {
+        let ((x0, x1), (y0, y1)) = acc.unwrap_or(((x, x), (y, y)));
+        Some(((x0.min(x), x1.max(x)), (y0.min(y), y1.max(y))))
+    })
+}
+
+/// Renders the chart as SVG on the given axes. Series named with a leading
+/// `~` are reference lines: thin, no markers, the `~` dropped from the legend.
+fn draw<X, Y>(
+    chart: &Chart<'_>,
+    series: &[Series],
+    keep: impl Fn(&(f64, f64)) -> bool,
+    x: X,
+    y: Y,
+) -> Result<String>
+where
+    X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
@@ -173,10 +159,7 @@ pub fn log_log_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Resul
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(
-                (x0 / 1.3..x1 * 1.3).log_scale(),
-                (y0 / 1.3..y1 * 1.3).log_scale(),
-            )
+            .build_cartesian_2d(x, y)
             .map_err(plot_err)?;
         c.configure_mesh()
             .x_desc(chart.x_label)
@@ -186,7 +169,7 @@ pub fn log_log_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Resul
             .map_err(plot_err)?;
         for (i, s) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| ok(p)).collect();
+            let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| keep(p)).collect();
             let (name, reference) = match s.name.strip_prefix('~') {
                 Some(n) => (n, true),
                 None => (s.name.as_str(), false),
@@ -206,14 +189,16 @@ pub fn log_log_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Resul
                     .map_err(plot_err)?;
             }
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
+        if series.len() > 1 {
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }
         root.present().map_err(plot_err)?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(svg)
 }
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {

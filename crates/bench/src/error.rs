@@ -37,6 +37,14 @@ pub enum Error {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// A training checkpoint does not fit the run resuming from it.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -8,6 +8,7 @@
 //! processes. The `bigbatch` binary wraps them in a command line that
 //! `cargo xtask` drives.
 
+mod checkpoint;
 mod error;
 mod record;
 mod sweep;
@@ -24,8 +25,11 @@ pub use sweep::{
     BatchSizeSummary, BestTrial, StepBudget, SweepDir, SweepPlan, SweepProgress, SweepSummary,
     TrialResult, TrialSpec, run_sweep, run_trial, slurm_script, summarize,
 };
-pub use train::{Budget, Observer, OptimizerConfig, Outcome, TrainConfig, evaluate, train};
-pub use tune::{LogRange, SearchPoint, SearchSpace, halton};
+pub use train::{
+    Budget, Checkpointing, LrSchedule, Observer, OptimizerConfig, Outcome, TrainConfig, evaluate,
+    train, train_resumable,
+};
+pub use tune::{LinearDecaySpace, LinearRange, LogRange, SearchPoint, SearchSpace, halton};
 pub use workload::{
     Architecture, Data, DatasetName, Loss, Metric, Model, Target, Workload, WorkloadKind,
 };

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, TrainConfig, WorkloadKind};
+use bigbatch_noise::NoiseScaleStep;
+
+use crate::{Error, Outcome, Result, TrainConfig, WorkloadKind};
 
 /// The complete record of one training run, written as `results.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,11 +27,37 @@ pub struct RunRecord {
     /// Examples to the target, `E = B·S`.
     #[serde(default)]
     pub examples_to_target: Option<u64>,
+    /// With noise-scale tracking: every step's raw and smoothed `B_simple`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noise_scale: Vec<NoiseScaleStep>,
     /// Wall-clock seconds spent training and evaluating.
     pub wall_seconds: f64,
 }
 
 impl RunRecord {
+    /// The record of a run of `workload` with `config` that ended in `outcome`.
+    pub fn new(
+        workload: WorkloadKind,
+        config: TrainConfig,
+        provenance: Provenance,
+        outcome: Outcome,
+    ) -> Self {
+        let examples_to_target = outcome
+            .steps_to_target
+            .map(|s| s * config.batch_size as u64);
+        Self {
+            workload,
+            config,
+            provenance,
+            status: outcome.status,
+            curve: outcome.curve,
+            steps_to_target: outcome.steps_to_target,
+            examples_to_target,
+            noise_scale: outcome.noise_scale,
+            wall_seconds: outcome.wall_seconds,
+        }
+    }
+
     /// The last evaluation, if any.
     pub fn final_eval(&self) -> Option<&EvalPoint> {
         self.curve.last()

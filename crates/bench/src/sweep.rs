@@ -18,8 +18,8 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Budget, Error, Observer, Provenance, Result, RunRecord, SearchSpace, Status, Target,
-    TrainConfig, WorkloadKind, read_json, train, write_json_atomic,
+    Budget, Checkpointing, Error, Observer, Provenance, Result, RunRecord, SearchSpace, Status,
+    Target, TrainConfig, WorkloadKind, read_json, train_resumable, write_json_atomic,
 };
 
 /// One trial: a workload trained once with one configuration.
@@ -55,7 +55,9 @@ pub struct TrialResult {
     pub record: RunRecord,
 }
 
-/// Runs one trial on `data_dir` and returns its result (the caller writes it).
+/// Runs one trial on `data_dir` and returns its result (the caller writes it),
+/// checkpointing as `checkpointing` says and resuming from its checkpoint if
+/// one exists.
 ///
 /// # Errors
 /// Data, model or training errors.
@@ -65,27 +67,18 @@ pub fn run_trial(
     device: &Device,
     threads: usize,
     observer: &mut dyn Observer,
+    checkpointing: Option<&Checkpointing>,
 ) -> Result<TrialResult> {
     let data = spec.workload.load_data(data_dir)?;
     let model = spec.workload.build_model(spec.config.seed, device)?;
-    let outcome = train(&model, &data, &spec.config, device, observer)?;
-    let record = RunRecord {
-        workload: spec.workload,
-        config: spec.config.clone(),
-        provenance: Provenance::collect(
-            spec.config.seed,
-            threads,
-            &format!("{device:?}").to_lowercase(),
-            data.digests,
-        ),
-        status: outcome.status,
-        steps_to_target: outcome.steps_to_target,
-        examples_to_target: outcome
-            .steps_to_target
-            .map(|s| s * spec.config.batch_size as u64),
-        curve: outcome.curve,
-        wall_seconds: outcome.wall_seconds,
-    };
+    let outcome = train_resumable(&model, &data, &spec.config, device, observer, checkpointing)?;
+    let provenance = Provenance::collect(
+        spec.config.seed,
+        threads,
+        &format!("{device:?}").to_lowercase(),
+        data.digests,
+    );
+    let record = RunRecord::new(spec.workload, spec.config.clone(), provenance, outcome);
     Ok(TrialResult {
         id: spec.id(),
         spec: spec.clone(),
@@ -139,6 +132,10 @@ pub struct SweepPlan {
     pub eval_batch_size: usize,
     /// Largest micro-batch (gradient accumulation), if any.
     pub micro_batch_size: Option<usize>,
+    /// Each trial saves a checkpoint every this many steps (in
+    /// `checkpoints/<id>.safetensors`), so a killed trial resumes mid-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_steps: Option<u64>,
 }
 
 impl SweepPlan {
@@ -155,6 +152,7 @@ impl SweepPlan {
             let steps = self.budget.steps(b);
             for p in &points {
                 let mut config = TrainConfig::new(b, Budget::Steps(steps), p.optimizer.clone());
+                config.schedule = p.schedule;
                 config.seed = self.seed;
                 config.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
                 config.eval_batch_size = self.eval_batch_size;
@@ -204,6 +202,12 @@ impl SweepDir {
     /// `trials/index.txt`: one trial id per line, in plan order.
     pub fn index(&self) -> PathBuf {
         self.root.join("trials").join("index.txt")
+    }
+    /// `checkpoints/<id>.safetensors`: a running trial's checkpoint.
+    pub fn checkpoint(&self, id: &str) -> PathBuf {
+        self.root
+            .join("checkpoints")
+            .join(format!("{id}.safetensors"))
     }
     /// `attempts.log`: one line per trial start.
     pub fn attempts_log(&self) -> PathBuf {
@@ -340,8 +344,21 @@ pub fn run_sweep(
 
 /// The Slurm job-array script that runs the same trials on a cluster, sharing
 /// the sweep directory: task `i` runs line `i + 1` of `trials/index.txt`
-/// unless its result exists.
-pub fn slurm_script(dir: &SweepDir, trials: usize, bin: &Path, data_dir: &Path) -> String {
+/// unless its result exists, checkpointing every `checkpoint_every` steps (a
+/// requeued task resumes from its checkpoint).
+pub fn slurm_script(
+    dir: &SweepDir,
+    trials: usize,
+    bin: &Path,
+    data_dir: &Path,
+    checkpoint_every: Option<u64>,
+) -> String {
+    let checkpoint = checkpoint_every.map_or(String::new(), |every| {
+        format!(
+            " \\\n  --checkpoint {}/checkpoints/$ID.safetensors --checkpoint-every {every}",
+            dir.root.display()
+        )
+    });
     format!(
         "#!/bin/bash\n\
          #SBATCH --job-name=bigbatch-sweep\n\
@@ -353,7 +370,7 @@ pub fn slurm_script(dir: &SweepDir, trials: usize, bin: &Path, data_dir: &Path) 
          if [ -e {root}/results/$ID.json ]; then exit 0; fi\n\
          exec {bin} trial --quiet --threads \"$SLURM_CPUS_PER_TASK\" \\\n  \
          --spec {root}/trials/$ID.json --out {root}/results/$ID.json \\\n  \
-         --attempts-log {root}/attempts.log --data-dir {data}\n",
+         --attempts-log {root}/attempts.log --data-dir {data}{checkpoint}\n",
         last = trials.saturating_sub(1),
         root = dir.root.display(),
         bin = bin.display(),
@@ -387,6 +404,9 @@ pub struct BestTrial {
     pub examples: u64,
     /// Its optimizer.
     pub optimizer: crate::OptimizerConfig,
+    /// Its learning-rate schedule.
+    #[serde(default)]
+    pub schedule: crate::LrSchedule,
 }
 
 /// A sweep's results: best trial per batch size, and the `S_min`/`E_min`/`B_crit`
@@ -430,6 +450,7 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
                     steps,
                     examples: steps * b as u64,
                     optimizer: r.spec.config.optimizer.clone(),
+                    schedule: r.spec.config.schedule,
                 });
             BatchSizeSummary {
                 batch_size: b,

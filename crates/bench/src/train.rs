@@ -1,13 +1,16 @@
 //! The one training loop: every experiment in bigbatch runs through [`train`].
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use bigbatch_data::{Batches, ImageClassification, Normalization};
-use bigbatch_noise::{NoiseScaleConfig, NoiseScaleTracker};
-use bigbatch_optim::{Accumulator, Boxed, Optimizer, Params, Tree, boxed};
+use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
+use bigbatch_optim::schedule::Polynomial;
+use bigbatch_optim::{Accumulator, Boxed, Optimizer, Params, Schedule, Tree, boxed};
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{self, LoopState};
 use crate::{Data, Error, EvalPoint, Model, Result, Status, Target};
 
 /// The optimizer of a run, by paper name and hyperparameters.
@@ -36,19 +39,88 @@ pub enum OptimizerConfig {
 }
 
 impl OptimizerConfig {
-    /// The transform this configuration names.
-    pub fn build(&self) -> Boxed {
+    /// The peak learning rate `η₀`.
+    pub fn learning_rate(&self) -> f64 {
         match *self {
-            OptimizerConfig::Sgd { learning_rate } => boxed(bigbatch_optim::sgd(learning_rate)),
-            OptimizerConfig::Momentum {
-                learning_rate,
-                momentum,
-            } => boxed(bigbatch_optim::momentum(learning_rate, momentum)),
-            OptimizerConfig::Nesterov {
-                learning_rate,
-                momentum,
-            } => boxed(bigbatch_optim::nesterov(learning_rate, momentum)),
+            OptimizerConfig::Sgd { learning_rate }
+            | OptimizerConfig::Momentum { learning_rate, .. }
+            | OptimizerConfig::Nesterov { learning_rate, .. } => learning_rate,
         }
+    }
+
+    /// The transform this configuration names, its learning rate following
+    /// `schedule` over a run of `total_steps`.
+    ///
+    /// # Errors
+    /// [`Error::Optim`] for schedule parameters out of range.
+    pub fn build(&self, schedule: &LrSchedule, total_steps: u64) -> Result<Boxed> {
+        let lr = schedule.build(self.learning_rate(), total_steps)?;
+        Ok(match *self {
+            OptimizerConfig::Sgd { .. } => boxed(bigbatch_optim::sgd(lr)),
+            OptimizerConfig::Momentum { momentum, .. } => {
+                boxed(bigbatch_optim::momentum(lr, momentum))
+            }
+            OptimizerConfig::Nesterov { momentum, .. } => {
+                boxed(bigbatch_optim::nesterov(lr, momentum))
+            }
+        })
+    }
+}
+
+/// How the learning rate moves during a run, relative to the optimizer's `η₀`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `η(t) = η₀`.
+    #[default]
+    Constant,
+    /// Linear decay to `α·η₀` over the first `T = ⌈decay_fraction · total⌉`
+    /// steps, then constant (Shallue et al. 2019, §3.5 and Appendix C, which
+    /// tune `α` and `T` with the learning rate and momentum):
+    /// `η(t) = η₀·(1 − (1 − α)·min(t, T)/T)`.
+    LinearDecay {
+        /// `α`, the final learning rate as a fraction of `η₀`, in `[0, 1]`.
+        final_fraction: f64,
+        /// `T` as a fraction of the run's steps, in `(0, 1]`.
+        decay_fraction: f64,
+    },
+}
+
+impl LrSchedule {
+    fn is_constant(&self) -> bool {
+        matches!(self, LrSchedule::Constant)
+    }
+
+    /// The schedule of learning rates for a peak `peak` and a run of `total_steps`.
+    ///
+    /// ```
+    /// use bigbatch_bench::LrSchedule;
+    /// let s = LrSchedule::LinearDecay { final_fraction: 0.1, decay_fraction: 0.5 };
+    /// let lr = s.build(1.0, 100).unwrap();
+    /// assert_eq!((lr.at(0), lr.at(25), lr.at(50), lr.at(99)), (1.0, 0.55, 0.1, 0.1));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for `α ∉ [0, 1]` or `decay_fraction ∉ (0, 1]`.
+    pub fn build(&self, peak: f64, total_steps: u64) -> Result<Box<dyn Schedule>> {
+        Ok(match *self {
+            LrSchedule::Constant => Box::new(peak),
+            LrSchedule::LinearDecay {
+                final_fraction,
+                decay_fraction,
+            } => {
+                let valid = (0.0..=1.0).contains(&final_fraction)
+                    && decay_fraction > 0.0
+                    && decay_fraction <= 1.0;
+                if !valid {
+                    return Err(Error::Config(format!(
+                        "linear decay needs final_fraction in [0, 1] and decay_fraction in (0, 1], got {final_fraction} and {decay_fraction}"
+                    )));
+                }
+                let steps = ((decay_fraction * total_steps as f64).ceil() as u64).max(1);
+                Box::new(Polynomial::new(peak, final_fraction * peak, 1.0, steps)?)
+            }
+        })
     }
 }
 
@@ -77,6 +149,12 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// The optimizer.
     pub optimizer: OptimizerConfig,
+    /// How its learning rate moves over the run.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub schedule: LrSchedule,
+    /// Label smoothing `ε` of the softmax cross-entropy (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
     /// Stop at the first evaluation that meets this target (Shallue et al. 2019).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
@@ -98,11 +176,16 @@ fn default_divergence_factor() -> f64 {
     10.0
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 impl TrainConfig {
     /// A configuration with the defaults for everything but batch size,
     /// budget and optimizer: seed 0, evaluation every 100 steps with batches
-    /// of 1000, no target, no accumulation, no noise-scale tracking, loss
-    /// explosion at 10× the first loss.
+    /// of 1000, constant learning rate, no label smoothing, no target, no
+    /// accumulation, no noise-scale tracking, loss explosion at 10× the first
+    /// loss.
     pub fn new(batch_size: usize, budget: Budget, optimizer: OptimizerConfig) -> Self {
         Self {
             batch_size,
@@ -111,6 +194,8 @@ impl TrainConfig {
             eval_every_steps: 100,
             eval_batch_size: 1000,
             optimizer,
+            schedule: LrSchedule::Constant,
+            label_smoothing: 0.0,
             target: None,
             micro_batch_size: None,
             track_noise_scale: false,
@@ -164,6 +249,12 @@ impl TrainConfig {
                 self.batch_size, self.micro_batch_size
             ));
         }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label_smoothing {} must be in [0, 1]",
+                self.label_smoothing
+            ));
+        }
         if self.divergence_factor.is_nan() || self.divergence_factor <= 1.0 {
             return bad(format!(
                 "divergence_factor {} must exceed 1",
@@ -195,8 +286,20 @@ pub struct Outcome {
     pub status: Status,
     /// The first evaluation step that met the target, if any.
     pub steps_to_target: Option<u64>,
-    /// Seconds spent.
+    /// With noise-scale tracking, one entry per step: the raw and smoothed
+    /// `B_simple` (empty otherwise).
+    pub noise_scale: Vec<NoiseScaleStep>,
+    /// Seconds spent (across resumptions).
     pub wall_seconds: f64,
+}
+
+/// Where and how often [`train_resumable`] saves the state it resumes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpointing {
+    /// The checkpoint file (safetensors; replaced atomically at each save).
+    pub path: PathBuf,
+    /// Save after every this many steps.
+    pub every_steps: u64,
 }
 
 /// Trains `model` on `data` as `cfg` says, evaluating on `data.test`.
@@ -206,7 +309,8 @@ pub struct Outcome {
 /// split into micro-batches of at most `cfg.micro_batch_size` examples whose
 /// gradients are averaged by size ([`Accumulator`]) into one optimizer step, so
 /// a batch larger than memory trains exactly like one big batch (for models
-/// without batch norm). A non-finite loss, or one above
+/// without batch norm). The loss is [`bigbatch_optim::softmax_cross_entropy`]
+/// with `cfg.label_smoothing`. A non-finite loss, or one above
 /// `cfg.divergence_factor` times the first, ends the run with
 /// [`Status::Diverged`] rather than an error. With `cfg.target`, the run stops
 /// at the first evaluation meeting it ([`Status::ReachedTarget`]), and that
@@ -221,48 +325,74 @@ pub fn train(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
+    train_resumable(model, data, cfg, device, observer, None)
+}
+
+/// [`train`], saving a checkpoint (model parameters and buffers, optimizer
+/// state, loop state: step, curve, noise-scale averages) every
+/// `checkpointing.every_steps` steps, and resuming from that checkpoint if it
+/// exists when called. Data order is a function of `(seed, epoch)`, so a
+/// resumed run continues bit-identically (for models without dropout, whose
+/// masks come from candle's unseedable RNG).
+///
+/// # Errors
+/// As [`train`]; [`Error::Checkpoint`] for a checkpoint that does not belong
+/// to this model, optimizer or configuration.
+pub fn train_resumable(
+    model: &Model,
+    data: &Data,
+    cfg: &TrainConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<Outcome> {
     cfg.validate(data.train.len())?;
+    if checkpointing.is_some_and(|c| c.every_steps == 0) {
+        return Err(Error::Config(
+            "checkpoint every_steps must be positive".into(),
+        ));
+    }
     let start = Instant::now();
     let params = Params::new(model.vars.vars());
-    let mut optimizer = Optimizer::new(cfg.optimizer.build(), &params)?;
-    let mut tracker = if cfg.track_noise_scale {
-        Some(NoiseScaleTracker::new(NoiseScaleConfig::default())?)
-    } else {
-        None
-    };
     let steps_per_epoch = cfg.steps_per_epoch(data.train.len());
     let total_steps = cfg.total_steps(data.train.len());
+    let mut optimizer = Optimizer::new(cfg.optimizer.build(&cfg.schedule, total_steps)?, &params)?;
+    let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
+    if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
+        state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;
+        tracing::info!(step = state.step, path = %c.path.display(), "resuming from checkpoint");
+    }
     let micro = cfg.micro_batch_size.unwrap_or(cfg.batch_size);
     observer.started(total_steps);
 
     let mut batch = BatchBuffers::default();
-    let mut curve = Vec::new();
-    let (mut loss_sum, mut loss_count) = (0.0, 0u64);
-    let mut first_loss = None;
-    let mut step = 0u64;
-    let finish = |curve: Vec<EvalPoint>, status: Status| {
+    let finish = |state: LoopState, status: Status| {
         let steps_to_target = match status {
             Status::ReachedTarget { step } => Some(step),
             _ => None,
         };
         Outcome {
-            curve,
+            curve: state.curve,
             status,
             steps_to_target,
-            wall_seconds: start.elapsed().as_secs_f64(),
+            noise_scale: state.noise_scale,
+            wall_seconds: state.wall_seconds + start.elapsed().as_secs_f64(),
         }
     };
-    let mut epoch = 0;
+    let mut epoch = state.step / steps_per_epoch.max(1);
+    let mut skip = (state.step % steps_per_epoch.max(1)) as usize;
     loop {
-        for indices in Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true) {
-            step += 1;
+        let batches = Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true);
+        for indices in batches.skip(std::mem::take(&mut skip)) {
+            let step = state.step + 1;
             let mut accumulator = Accumulator::new();
             let mut micro_grads: Vec<(usize, Tree)> = Vec::new();
             let mut loss_value = 0.0;
             for chunk in indices.chunks(micro) {
                 let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
                 let logits = model.net.forward(&xs, true)?;
-                let loss = candle_nn::loss::cross_entropy(&logits, &ys)?;
+                let loss =
+                    bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
                 let value = f64::from(loss.to_scalar::<f32>()?);
                 loss_value += value * chunk.len() as f64 / indices.len() as f64;
                 if !value.is_finite() {
@@ -270,22 +400,26 @@ pub fn train(
                 }
                 let grads = params.grads(&loss.backward()?)?;
                 accumulator.add(&grads, chunk.len())?;
-                if tracker.is_some() {
+                if cfg.track_noise_scale {
                     micro_grads.push((chunk.len(), grads));
                 }
             }
-            let initial = *first_loss.get_or_insert(loss_value);
+            let initial = *state.first_loss.get_or_insert(loss_value);
             if !loss_value.is_finite() || loss_value > cfg.divergence_factor * initial {
-                return Ok(finish(curve, Status::Diverged { step }));
+                return Ok(finish(state, Status::Diverged { step }));
             }
             optimizer.step(&params, accumulator.take()?)?;
-            let noise = match tracker.as_mut() {
-                Some(t) => Some(t.observe(&micro_grads)?),
-                None => None,
+            state.step = step;
+            let noise = if cfg.track_noise_scale {
+                let n = state.tracker.observe(&micro_grads)?;
+                state.noise_scale.push(n);
+                Some(n)
+            } else {
+                None
             };
             observer.stepped(step, loss_value);
-            loss_sum += loss_value;
-            loss_count += 1;
+            state.loss_sum += loss_value;
+            state.loss_count += 1;
             if step.is_multiple_of(cfg.eval_every_steps) || step == total_steps {
                 let (test_loss, test_accuracy) = evaluate(
                     model,
@@ -298,7 +432,7 @@ pub fn train(
                     step,
                     epoch: step as f64 / steps_per_epoch as f64,
                     examples: step * cfg.batch_size as u64,
-                    train_loss: loss_sum / loss_count.max(1) as f64,
+                    train_loss: state.loss_sum / state.loss_count.max(1) as f64,
                     test_loss,
                     test_accuracy,
                     b_simple: noise.map(|n| n.raw.b_simple),
@@ -306,14 +440,19 @@ pub fn train(
                 };
                 observer.evaluated(&point);
                 let met = cfg.target.is_some_and(|t| t.is_met(&point));
-                curve.push(point);
-                (loss_sum, loss_count) = (0.0, 0);
+                state.curve.push(point);
+                (state.loss_sum, state.loss_count) = (0.0, 0);
                 if met {
-                    return Ok(finish(curve, Status::ReachedTarget { step }));
+                    return Ok(finish(state, Status::ReachedTarget { step }));
                 }
             }
             if step == total_steps {
-                return Ok(finish(curve, Status::Completed));
+                return Ok(finish(state, Status::Completed));
+            }
+            if let Some(c) = checkpointing.filter(|c| step.is_multiple_of(c.every_steps)) {
+                let mut saved = state.clone();
+                saved.wall_seconds += start.elapsed().as_secs_f64();
+                checkpoint::save(&c.path, &saved, model, &optimizer)?;
             }
         }
         epoch += 1;
@@ -336,7 +475,7 @@ pub fn evaluate(
     for indices in Batches::sequential(set.len(), batch_size) {
         let (xs, ys) = batch.load(set, &indices, normalization, device)?;
         let logits = model.net.forward(&xs, false)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &ys)?;
+        let loss = bigbatch_optim::softmax_cross_entropy(&logits, &ys, 0.0)?;
         loss_sum += f64::from(loss.to_scalar::<f32>()?) * indices.len() as f64;
         let hits = logits
             .argmax(D::Minus1)?

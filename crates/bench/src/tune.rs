@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, OptimizerConfig, Result};
+use crate::{Error, LrSchedule, OptimizerConfig, Result};
 
 /// The first primes: the bases of the Halton sequence's dimensions.
 const PRIMES: [u64; 8] = [2, 3, 5, 7, 11, 13, 17, 19];
@@ -89,14 +89,59 @@ impl LogRange {
     }
 }
 
+/// A closed interval searched on a linear scale.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearRange {
+    /// The smallest value.
+    pub low: f64,
+    /// The largest value.
+    pub high: f64,
+}
+
+impl LinearRange {
+    /// `low + (high − low)·u` for `u ∈ [0, 1]`.
+    pub fn at(&self, u: f64) -> f64 {
+        self.low + (self.high - self.low) * u
+    }
+
+    fn validate(&self, name: &str, within: std::ops::RangeInclusive<f64>) -> Result<()> {
+        if within.contains(&self.low) && within.contains(&self.high) && self.low <= self.high {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "{name} range [{}, {}] must be ordered and within [{}, {}]",
+                self.low,
+                self.high,
+                within.start(),
+                within.end()
+            )))
+        }
+    }
+}
+
+/// The search space of a linear learning-rate decay ([`LrSchedule::LinearDecay`]):
+/// the final fraction `α` on a log scale and the decay length as a fraction
+/// of the run on a linear one (Shallue et al. 2019, Appendix C).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearDecaySpace {
+    /// `α`: the final learning rate over the initial one, within `(0, 1]`.
+    pub final_fraction: LogRange,
+    /// The decay steps over the run's steps, within `(0, 1]`.
+    pub decay_fraction: LinearRange,
+}
+
 /// The search space of heavy-ball momentum: learning rate and `1 − momentum`,
-/// both log-uniform (Shallue et al. 2019 search `η` and `1 − γ` on log scales).
+/// both log-uniform (Shallue et al. 2019 search `η` and `1 − γ` on log scales),
+/// and optionally the parameters of a linear learning-rate decay.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
     /// The learning rate `η`.
     pub learning_rate: LogRange,
     /// One minus the momentum coefficient, `1 − γ`.
     pub one_minus_momentum: LogRange,
+    /// Search a linear decay of the learning rate too (`None`: constant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_decay: Option<LinearDecaySpace>,
 }
 
 /// One point of a search: the optimizer it configures and where it came from.
@@ -106,17 +151,21 @@ pub struct SearchPoint {
     pub index: u64,
     /// The optimizer at this point.
     pub optimizer: OptimizerConfig,
+    /// Its learning-rate schedule.
+    pub schedule: LrSchedule,
 }
 
 impl SearchSpace {
     /// The first `n` quasi-random points (Halton indices `1..=n`, rotated by
-    /// `seed`), each a momentum optimizer. Reproducible from `seed`.
+    /// `seed`), each a momentum optimizer with its schedule: two dimensions,
+    /// four with a linear decay. Reproducible from `seed`.
     ///
     /// ```
     /// use bigbatch_bench::{LogRange, SearchSpace};
     /// let space = SearchSpace {
     ///     learning_rate: LogRange { low: 1e-3, high: 1.0 },
     ///     one_minus_momentum: LogRange { low: 1e-2, high: 0.5 },
+    ///     linear_decay: None,
     /// };
     /// let points = space.points(4, 7).unwrap();
     /// assert_eq!(points.len(), 4);
@@ -128,15 +177,33 @@ impl SearchSpace {
     pub fn points(&self, n: usize, seed: u64) -> Result<Vec<SearchPoint>> {
         self.learning_rate.validate("learning_rate")?;
         self.one_minus_momentum.validate("one_minus_momentum")?;
+        if let Some(d) = &self.linear_decay {
+            d.final_fraction.validate("final_fraction")?;
+            if d.final_fraction.high > 1.0 {
+                return Err(Error::Config(format!(
+                    "final_fraction range ends at {} > 1",
+                    d.final_fraction.high
+                )));
+            }
+            d.decay_fraction
+                .validate("decay_fraction", f64::MIN_POSITIVE..=1.0)?;
+        }
+        let dims = if self.linear_decay.is_some() { 4 } else { 2 };
         Ok((1..=n as u64)
             .map(|index| {
-                let u = halton(index, 2, seed);
+                let u = halton(index, dims, seed);
                 SearchPoint {
                     index,
                     optimizer: OptimizerConfig::Momentum {
                         learning_rate: self.learning_rate.at(u[0]),
                         momentum: 1.0 - self.one_minus_momentum.at(u[1]),
                     },
+                    schedule: self.linear_decay.map_or(LrSchedule::Constant, |d| {
+                        LrSchedule::LinearDecay {
+                            final_fraction: d.final_fraction.at(u[2]),
+                            decay_fraction: d.decay_fraction.at(u[3]),
+                        }
+                    }),
                 }
             })
             .collect())
@@ -166,6 +233,7 @@ mod tests {
                 low: 1e-3,
                 high: 1.0,
             },
+            linear_decay: None,
         };
         let a = space.points(16, 42)?;
         assert_eq!(a, space.points(16, 42)?);
@@ -185,6 +253,56 @@ mod tests {
     }
 
     #[test]
+    fn a_decay_space_adds_two_halton_dimensions() -> Result<()> {
+        let space = SearchSpace {
+            learning_rate: LogRange {
+                low: 1e-2,
+                high: 1.0,
+            },
+            one_minus_momentum: LogRange {
+                low: 1e-2,
+                high: 1.0,
+            },
+            linear_decay: Some(LinearDecaySpace {
+                final_fraction: LogRange {
+                    low: 1e-3,
+                    high: 0.1,
+                },
+                decay_fraction: LinearRange {
+                    low: 0.5,
+                    high: 1.0,
+                },
+            }),
+        };
+        let points = space.points(8, 0)?;
+        for p in &points {
+            // Unrotated Halton, bases 5 and 7 in dimensions 3 and 4.
+            let u = halton(p.index, 4, 0);
+            let LrSchedule::LinearDecay {
+                final_fraction,
+                decay_fraction,
+            } = p.schedule
+            else {
+                panic!("constant schedule at {}", p.index);
+            };
+            assert!((final_fraction - 1e-3 * 100f64.powf(u[2])).abs() < 1e-15);
+            assert!((decay_fraction - (0.5 + 0.5 * u[3])).abs() < 1e-15);
+        }
+        assert_eq!(halton(1, 4, 0)[2..], [0.2, 1.0 / 7.0]);
+        let no_decay = SearchSpace {
+            linear_decay: None,
+            ..space
+        };
+        assert!(
+            no_decay
+                .points(8, 0)?
+                .iter()
+                .all(|p| p.schedule == LrSchedule::Constant)
+        );
+        Ok(())
+    }
+
+    #[test]
     fn empty_or_inverted_ranges_are_config_errors() {
         let space = SearchSpace {
             learning_rate: LogRange {
@@ -195,6 +313,7 @@ mod tests {
                 low: 0.1,
                 high: 1.0,
             },
+            linear_decay: None,
         };
         assert!(matches!(space.points(2, 0), Err(Error::Config(_))));
     }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bigbatch_bench::{
-    Budget, EvalPoint, LogRange, Metric, OptimizerConfig, SearchSpace, Status, StepBudget,
-    SweepPlan, Target, TrainConfig, WorkloadKind, train,
+    Budget, Checkpointing, Error, EvalPoint, LogRange, LrSchedule, Metric, Model, Observer,
+    OptimizerConfig, SearchSpace, Status, StepBudget, SweepPlan, Target, TrainConfig, WorkloadKind,
+    train, train_resumable,
 };
 use bigbatch_data::{ImageClassification, ImageShape, Split, mnist};
 use bigbatch_optim::{Accumulator, Params};
@@ -197,6 +198,82 @@ fn noise_scale_is_tracked_from_micro_batches() -> Result<()> {
     Ok(())
 }
 
+/// Panics at a step, as a killed process would stop there.
+struct CrashAt(u64);
+
+impl Observer for CrashAt {
+    fn stepped(&mut self, step: u64, _loss: f64) {
+        assert!(step < self.0, "simulated crash at step {step}");
+    }
+}
+
+fn weights(model: &Model) -> Result<Vec<(String, Vec<f32>)>> {
+    model
+        .vars
+        .state()
+        .into_iter()
+        .map(|(name, v)| Ok((name, v.as_tensor().flatten_all()?.to_vec1::<f32>()?)))
+        .collect()
+}
+
+#[test]
+fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    // 2 steps per epoch: the checkpoint at step 3 lies inside epoch 1.
+    let mut cfg = TrainConfig::new(
+        8,
+        Budget::Steps(7),
+        OptimizerConfig::Momentum {
+            learning_rate: 0.05,
+            momentum: 0.9,
+        },
+    );
+    cfg.eval_every_steps = 2;
+    cfg.micro_batch_size = Some(4);
+    cfg.track_noise_scale = true;
+    cfg.label_smoothing = 0.1;
+    cfg.schedule = LrSchedule::LinearDecay {
+        final_fraction: 0.1,
+        decay_fraction: 1.0,
+    };
+    let straight_model = WorkloadKind::MnistLenet5.build_model(5, &device)?;
+    let straight = train(&straight_model, &data, &cfg, &device, &mut ())?;
+    assert_eq!(straight.noise_scale.len(), 7);
+
+    let ckpt = Checkpointing {
+        path: dir.path().join("ck/run.safetensors"),
+        every_steps: 3,
+    };
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let model = WorkloadKind::MnistLenet5.build_model(5, &device)?;
+        train_resumable(&model, &data, &cfg, &device, &mut CrashAt(5), Some(&ckpt))
+    }));
+    assert!(crashed.is_err(), "the run did not stop at step 5");
+    assert!(ckpt.path.exists());
+
+    // Another seed's initialisation: every weight must come from the checkpoint.
+    let resumed_model = WorkloadKind::MnistLenet5.build_model(99, &device)?;
+    let resumed = train_resumable(&resumed_model, &data, &cfg, &device, &mut (), Some(&ckpt))?;
+    assert_eq!(resumed.status, straight.status);
+    assert_eq!(resumed.curve, straight.curve);
+    assert_eq!(resumed.noise_scale, straight.noise_scale);
+    assert_eq!(weights(&resumed_model)?, weights(&straight_model)?);
+
+    // A checkpoint of another configuration is refused, naming the file.
+    let mut other = cfg.clone();
+    other.seed = 1;
+    let model = WorkloadKind::MnistLenet5.build_model(1, &device)?;
+    let err = train_resumable(&model, &data, &other, &device, &mut (), Some(&ckpt))
+        .err()
+        .context("resumed another run's checkpoint")?;
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+    assert!(err.to_string().contains("run.safetensors"), "{err}");
+    Ok(())
+}
+
 fn tiny_plan() -> SweepPlan {
     SweepPlan {
         workload: WorkloadKind::MnistLenet5,
@@ -211,6 +288,7 @@ fn tiny_plan() -> SweepPlan {
                 low: 0.05,
                 high: 0.5,
             },
+            linear_decay: None,
         },
         search_seed: 1,
         seed: 0,
@@ -226,6 +304,7 @@ fn tiny_plan() -> SweepPlan {
         evals_per_trial: 2,
         eval_batch_size: 20,
         micro_batch_size: None,
+        checkpoint_every_steps: Some(1),
     }
 }
 
@@ -306,6 +385,12 @@ fn a_killed_sweep_resumes_without_losing_or_rerunning_finished_trials() -> Resul
     assert_eq!(summary["batch_sizes"].as_array().map(Vec::len), Some(3));
     assert!(summary["plan"]["search_space"]["learning_rate"]["low"].is_number());
 
+    // Finished trials leave no checkpoint behind.
+    let leftover = std::fs::read_dir(dir.path().join("sweep/checkpoints"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "checkpoints of finished trials remain");
+
     // A third run finds nothing to do.
     let out = sweep(dir.path(), 2).output()?;
     assert!(out.status.success());
@@ -330,6 +415,10 @@ fn emit_slurm_writes_a_job_array_over_the_same_trials() -> Result<()> {
     let script = std::fs::read_to_string(dir.path().join("sweep/sweep.slurm"))?;
     assert!(script.contains("#SBATCH --array=0-5"), "{script}");
     assert!(script.contains("trial --quiet"));
+    assert!(
+        script.contains("/checkpoints/$ID.safetensors --checkpoint-every 1"),
+        "{script}"
+    );
     let index = std::fs::read_to_string(dir.path().join("sweep/trials/index.txt"))?;
     assert_eq!(index.lines().count(), 6);
     assert!(results(dir.path())?.is_empty());

@@ -272,7 +272,10 @@ pub struct NoiseScaleStep {
 /// assert_eq!(tracker.estimate(), Some(step));
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// The tracker is serde-serialisable, so a training loop can checkpoint it
+/// and resume with the same moving averages.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NoiseScaleTracker {
     config: NoiseScaleConfig,
     ema_g_sq: f64,

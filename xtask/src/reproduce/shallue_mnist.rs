@@ -34,7 +34,13 @@ fn plan(profile: Profile, train_len: usize, seed: u64) -> serde_json::Value {
         Profile::Smoke => (4, 120_000, 12, 1_500, 0.97, 15),
         Profile::Paper => (20, 60_000 * 30, 50, 30_000, 0.99, 100),
     };
-    json!({
+    // Paper-scale trials run for hours: a killed one resumes from its last
+    // checkpoint instead of starting over. Smoke trials are short.
+    let checkpoint_every = match profile {
+        Profile::Smoke => None,
+        Profile::Paper => Some(1_000),
+    };
+    let mut plan = json!({
         "workload": "mnist-lenet5",
         "batch_sizes": batch_sizes,
         "trials_per_batch_size": trials,
@@ -49,7 +55,11 @@ fn plan(profile: Profile, train_len: usize, seed: u64) -> serde_json::Value {
         "evals_per_trial": evals,
         "eval_batch_size": 1000,
         "micro_batch_size": 1024,
-    })
+    });
+    if let Some(every) = checkpoint_every {
+        plan["checkpoint_every_steps"] = json!(every);
+    }
+    plan
 }
 
 /// The parts of `summary.json` the report uses (see `bigbatch_bench::SweepSummary`).
@@ -272,7 +282,7 @@ pub fn render(out: &Path) -> Result<()> {
         "# Steps to target against batch size: LeNet-5 on MNIST\n\n\
          Shallue et al. (2019): for each batch size, SGD with momentum is tuned by \
          quasi-random (Halton) search over the learning rate and 1 − momentum on log \
-         scales, and the best trial's steps to reach test {metric} {threshold} (first \
+         scales, and the best trial's steps to reach {metric} {threshold} (first \
          evaluation meeting it) are plotted. Perfect scaling halves the steps when the \
          batch size doubles; beyond the critical batch size the steps flatten.\n\n\
          ![steps](steps.svg)\n\n\
@@ -297,4 +307,61 @@ pub fn render(out: &Path) -> Result<()> {
         plan = serde_json::to_string_pretty(&summary.plan)?,
     );
     report::write_atomic(&out.join("report.md"), md.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep summary as `bigbatch sweep` writes it: best steps on the curve
+    /// `S = S_min + E_min/B` with `S_min = 50`, `E_min = 6400` (B_crit = 128),
+    /// one batch size that never reached the target.
+    fn summary() -> serde_json::Value {
+        let sizes: Vec<serde_json::Value> = [16u64, 64, 256, 1024]
+            .iter()
+            .map(|&b| {
+                let steps = 50 + 6400 / b;
+                json!({
+                    "batch_size": b, "trials": 4, "reached": 3, "diverged": 1,
+                    "best": {"id": format!("{b:016x}"), "steps": steps, "examples": steps * b,
+                             "optimizer": {"name": "momentum", "learning_rate": 0.05, "momentum": 0.9}},
+                })
+            })
+            .chain([json!({"batch_size": 4096, "trials": 4, "reached": 0, "diverged": 4, "best": null})])
+            .collect();
+        json!({
+            "plan": plan(Profile::Smoke, 4096, 0),
+            "trials_planned": 20,
+            "batch_sizes": sizes,
+            "pareto": {
+                "fit": {"s_min": 50.0, "e_min": 6400.0, "b_crit": 128.0, "identified": true},
+                "s_min": {"lower": 45.0, "upper": 55.0},
+                "e_min": {"lower": 6000.0, "upper": 6800.0},
+                "b_crit": {"lower": 110.0, "upper": 150.0},
+            },
+            "provenance": {
+                "seed": 0, "git_revision": "0123abc", "threads": 1, "device": "cpu",
+                "bigbatch_version": "0.1.0",
+                "datasets": [{"file": "mnist/train-images-idx3-ubyte.gz", "sha256": "ab12"}],
+            },
+        })
+    }
+
+    #[test]
+    fn report_renders_table_fit_and_figure() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-shallue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        report::write_atomic(&dir.join("results.json"), &serde_json::to_vec(&summary())?)?;
+        render(&dir)?;
+        let md = std::fs::read_to_string(dir.join("report.md"))?;
+        expect_test::expect_file!["snapshots/shallue_mnist_report.md"].assert_eq(&md);
+        let svg = std::fs::read_to_string(dir.join("steps.svg"))?;
+        assert!(svg.starts_with("<svg"));
+        for text in ["steps to target", "perfect scaling", "B_crit = 128"] {
+            assert!(svg.contains(text), "steps.svg lacks {text:?}");
+        }
+        assert!(!svg.contains("~perfect"));
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
 }

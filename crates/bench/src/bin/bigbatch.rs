@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
-    Budget, EvalPoint, Observer, OptimizerConfig, Provenance, RunRecord, SweepDir, SweepPlan,
-    TrainConfig, TrialSpec, WorkloadKind, read_json, run_sweep, run_trial, slurm_script, summarize,
-    train, write_json_atomic,
+    Budget, Checkpointing, EvalPoint, LrSchedule, Metric, Observer, OptimizerConfig, Provenance,
+    RunRecord, SweepDir, SweepPlan, Target, TrainConfig, TrialSpec, WorkloadKind, read_json,
+    run_sweep, run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
 };
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +53,8 @@ struct TrialArgs {
     /// Append the trial id here when it starts.
     #[arg(long)]
     attempts_log: Option<PathBuf>,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
     /// Exit when standard input closes (the sweep that started us died).
     #[arg(long)]
     exit_with_parent: bool,
@@ -62,6 +64,34 @@ struct TrialArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// Save a resumable checkpoint here (safetensors); resume from it if it exists.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500, requires = "checkpoint")]
+    checkpoint_every: u64,
+}
+
+impl CheckpointArgs {
+    fn get(&self) -> Option<Checkpointing> {
+        self.checkpoint.as_ref().map(|path| Checkpointing {
+            path: path.clone(),
+            every_steps: self.checkpoint_every,
+        })
+    }
+
+    /// Deletes the checkpoint of a run whose record is safely written.
+    fn remove(&self) -> Result<()> {
+        match &self.checkpoint {
+            Some(path) if path.exists() => std::fs::remove_file(path)
+                .with_context(|| format!("removing finished checkpoint {}", path.display())),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,6 +158,26 @@ struct TrainArgs {
     /// Momentum coefficient (momentum and nesterov).
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
+    /// Decay the learning rate linearly to this fraction of itself (Shallue et al. 2019).
+    #[arg(long)]
+    lr_decay_to: Option<f64>,
+    /// Fraction of the run over which the learning rate decays.
+    #[arg(long, default_value_t = 1.0, requires = "lr_decay_to")]
+    lr_decay_fraction: f64,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Stop at the first evaluation with at least this test accuracy.
+    #[arg(long)]
+    target_accuracy: Option<f64>,
+    /// Accumulate gradients over micro-batches of at most this many examples.
+    #[arg(long)]
+    micro_batch_size: Option<usize>,
+    /// Track the gradient noise scale B_simple from the micro-batches.
+    #[arg(long, requires = "micro_batch_size")]
+    track_noise_scale: bool,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
     /// Seed of initialisation and data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -213,10 +263,19 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
     }
     let device = Device::Cpu;
     let mut bar = Bar::new(args.quiet);
-    let result = run_trial(&spec, &args.data_dir, &device, threads, &mut bar)
-        .with_context(|| format!("trial {}", args.spec.display()))?;
+    let checkpointing = args.checkpoint.get();
+    let result = run_trial(
+        &spec,
+        &args.data_dir,
+        &device,
+        threads,
+        &mut bar,
+        checkpointing.as_ref(),
+    )
+    .with_context(|| format!("trial {}", args.spec.display()))?;
     bar.bar.finish_and_clear();
     write_json_atomic(&args.out, &result)?;
+    args.checkpoint.remove()?;
     tracing::info!(
         trial = id,
         batch_size = spec.config.batch_size,
@@ -242,7 +301,13 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
     let bin = std::env::current_exe().context("locating the bigbatch binary")?;
     if let Some(Emit::Slurm) = args.emit {
         let path = args.dir.join("sweep.slurm");
-        let script = slurm_script(&dir, ids.len(), &bin, &args.data_dir);
+        let script = slurm_script(
+            &dir,
+            ids.len(),
+            &bin,
+            &args.data_dir,
+            plan.checkpoint_every_steps,
+        );
         std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
         tracing::info!(trials = ids.len(), script = %path.display(), "wrote Slurm job array");
         return Ok(());
@@ -264,6 +329,12 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
             .arg("--data-dir")
             .arg(&args.data_dir)
             .stdin(std::process::Stdio::piped());
+        if let Some(every) = plan.checkpoint_every_steps {
+            cmd.arg("--checkpoint")
+                .arg(dir.checkpoint(id))
+                .arg("--checkpoint-every")
+                .arg(every.to_string());
+        }
         cmd
     })?;
     let summary = summarize(&plan, &ids, &dir)?;
@@ -308,6 +379,19 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
     };
     let mut config = TrainConfig::new(args.batch_size, budget, optimizer);
     config.seed = args.seed;
+    if let Some(final_fraction) = args.lr_decay_to {
+        config.schedule = LrSchedule::LinearDecay {
+            final_fraction,
+            decay_fraction: args.lr_decay_fraction,
+        };
+    }
+    config.label_smoothing = args.label_smoothing;
+    config.target = args.target_accuracy.map(|threshold| Target {
+        metric: Metric::TestAccuracy,
+        threshold,
+    });
+    config.micro_batch_size = args.micro_batch_size;
+    config.track_noise_scale = args.track_noise_scale;
     config.eval_batch_size = args.eval_batch_size;
     config.eval_every_steps = args
         .eval_every_steps
@@ -322,24 +406,27 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         "training"
     );
     let mut bar = Bar::new(args.quiet);
-    let outcome = train(&model, &data, &config, &device, &mut bar)?;
+    let checkpointing = args.checkpoint.get();
+    let outcome = train_resumable(
+        &model,
+        &data,
+        &config,
+        &device,
+        &mut bar,
+        checkpointing.as_ref(),
+    )?;
     bar.bar.finish_and_clear();
-    let record = RunRecord {
-        workload: args.workload,
-        config,
-        provenance: Provenance::collect(args.seed, threads, "cpu", data.digests),
-        status: outcome.status,
-        steps_to_target: outcome.steps_to_target,
-        examples_to_target: None,
-        curve: outcome.curve,
-        wall_seconds: outcome.wall_seconds,
-    };
+    let provenance = Provenance::collect(args.seed, threads, "cpu", data.digests);
+    let record = RunRecord::new(args.workload, config, provenance, outcome);
     write_json_atomic(&args.out, &record)?;
+    args.checkpoint.remove()?;
     match record.final_eval() {
         Some(p) => tracing::info!(
             status = ?record.status,
             test_accuracy = p.test_accuracy,
             test_loss = p.test_loss,
+            steps_to_target = ?record.steps_to_target,
+            examples_to_target = ?record.examples_to_target,
             seconds = record.wall_seconds,
             out = %args.out.display(),
             "done"

@@ -1,0 +1,119 @@
+//! What tracking the gradient noise scale costs the training loop (issue 7's
+//! goal: at most 5% extra step time on LeNet-5 and ResNet-8).
+//!
+//! ```sh
+//! RAYON_NUM_THREADS=1 cargo bench -p bigbatch-bench --bench noise_overhead
+//! RAYON_NUM_THREADS=2 cargo bench -p bigbatch-bench --bench noise_overhead -- --reps 7
+//! ```
+//!
+//! Both arms run the same [`train`] with the same micro-batches (gradient
+//! accumulation over `k` micro-batches per step); only `track_noise_scale`
+//! differs, so the ratio isolates the tracker: the squared norm of each
+//! micro-batch gradient and of their weighted sum, and the moving averages.
+//! The arms alternate within one process (off, on, off, on, …) so that drift
+//! of a shared machine hits both alike, and the median seconds per step of
+//! each arm are compared. Prints a Markdown table and one JSON line per row.
+
+#![allow(missing_docs, clippy::print_stdout)]
+
+use std::time::Instant;
+
+use anyhow::Result;
+use bigbatch_bench::{Budget, Data, Model, OptimizerConfig, TrainConfig, train};
+use bigbatch_data::{ImageClassification, ImageShape, Normalization};
+use bigbatch_models::{CifarResNet, CifarResNetConfig, LeNet5, LeNet5Config, VarStore};
+use candle_core::{DType, Device};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Timed runs per arm.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Optimizer steps per run.
+    #[arg(long, default_value_t = 8)]
+    steps: u64,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn synthetic(shape: ImageShape, len: usize) -> Result<ImageClassification> {
+    // A fixed, label-correlated pattern: cheap to make, not all zeros.
+    let pixels = (0..len * shape.len())
+        .map(|i| ((i * 2_654_435_761) >> 13) as u8)
+        .collect();
+    let labels = (0..len as u32).map(|i| i % 10).collect();
+    Ok(ImageClassification::new(shape, pixels, labels, 10)?)
+}
+
+fn build(name: &str, device: &Device) -> Result<Model> {
+    let vars = VarStore::new(0);
+    let vb = vars.var_builder(DType::F32, device);
+    let net: Box<dyn bigbatch_models::Network> = match name {
+        "lenet5" => Box::new(LeNet5::new(&LeNet5Config::default(), vb)?),
+        _ => Box::new(CifarResNet::new(&CifarResNetConfig::resnet8(), vb)?),
+    };
+    Ok(Model { net, vars })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = Device::Cpu;
+    let threads = candle_core::utils::get_num_threads();
+    println!("| model | batch | micro-batches | s/step off | s/step on | overhead |");
+    println!("|---|---|---|---|---|---|");
+    let mut lines = Vec::new();
+    for (name, shape, batch, micro) in [
+        ("lenet5", ImageShape::MNIST, 128, 32),
+        ("lenet5", ImageShape::MNIST, 512, 128),
+        ("resnet8", ImageShape::new(3, 32, 32), 128, 32),
+    ] {
+        let data = Data {
+            train: synthetic(shape, batch * 4)?,
+            test: synthetic(shape, 10)?,
+            normalization: Normalization::identity(shape.channels),
+            digests: Vec::new(),
+        };
+        let mut seconds = [Vec::new(), Vec::new()];
+        for _ in 0..args.reps {
+            for (arm, track) in [false, true].into_iter().enumerate() {
+                let mut cfg = TrainConfig::new(
+                    batch,
+                    Budget::Steps(args.steps),
+                    OptimizerConfig::Momentum {
+                        learning_rate: 0.01,
+                        momentum: 0.9,
+                    },
+                );
+                cfg.eval_every_steps = u64::MAX;
+                cfg.micro_batch_size = Some(micro);
+                cfg.track_noise_scale = track;
+                let model = build(name, &device)?;
+                let start = Instant::now();
+                train(&model, &data, &cfg, &device, &mut ())?;
+                seconds[arm].push(start.elapsed().as_secs_f64() / args.steps as f64);
+            }
+        }
+        let [off, on] = seconds.map(median);
+        let overhead = on / off - 1.0;
+        println!(
+            "| {name} | {batch} | {} | {off:.4} | {on:.4} | {:+.1}% |",
+            batch / micro,
+            100.0 * overhead
+        );
+        lines.push(serde_json::json!({
+            "model": name, "batch": batch, "micro_batch": micro, "threads": threads,
+            "seconds_per_step_off": off, "seconds_per_step_on": on, "overhead": overhead,
+        }));
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
