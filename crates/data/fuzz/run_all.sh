@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each for SECONDS (default 15): what CI runs.
-# Uses `cargo fuzz` when installed; otherwise the same instrumentation by hand
-# (libFuzzer from libfuzzer-sys, sanitizer coverage, overflow checks; no ASan).
+# Uses `cargo fuzz` when a nightly toolchain has it; otherwise the same
+# instrumentation by hand on the stable toolchain (libFuzzer from libfuzzer-sys,
+# sanitizer coverage and overflow checks are all stable `-C` flags; no ASan,
+# which the crate's safe Rust does not need).
 #   crates/data/fuzz/run_all.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,7 +19,7 @@ fi
 RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks" \
-    cargo +nightly build --release --bins --target "$triple"
+    cargo build --release --locked --bins --target "$triple"
 mkdir -p corpus/mat corpus/svhn
 cp ../tests/data/*.mat corpus/mat/
 cp ../tests/data/*.mat corpus/svhn/

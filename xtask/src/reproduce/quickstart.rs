@@ -22,7 +22,7 @@ const EVAL_EVERY_STEPS: u64 = 100;
 
 /// Runs the quickstart and renders its report.
 pub fn run(args: &ReproduceArgs) -> Result<()> {
-    let data_dir = fetch::ensure(DatasetName::Mnist, &args.data)?
+    let data_dir = fetch::ensure_mnist_format(DatasetName::Mnist, &args.data)?
         .parent()
         .map(|p| p.to_path_buf())
         .context("data directory has no parent")?;

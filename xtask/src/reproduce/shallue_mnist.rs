@@ -112,7 +112,7 @@ struct Interval {
 
 /// Runs (or resumes) the sweep and renders the report.
 pub fn run(args: &ReproduceArgs) -> Result<()> {
-    let mnist = fetch::ensure(DatasetName::Mnist, &args.data)?;
+    let mnist = fetch::ensure_mnist_format(DatasetName::Mnist, &args.data)?;
     let data_dir = mnist
         .parent()
         .map(Path::to_path_buf)
