@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use crate::Error;
-use crate::file::read_decompressed;
+use crate::file::read_decompressed_split;
 use crate::vision::ImageShape;
 
 /// Magic number of an IDX file of `u8` images: 3 dimensions (items, rows, columns).
@@ -52,14 +52,13 @@ pub struct IdxImages {
 /// # Ok::<(), bigbatch_data::Error>(())
 /// ```
 pub fn read_idx_images(path: &Path) -> Result<IdxImages, Error> {
-    let mut bytes = read_decompressed(path)?;
-    let (dims, header_len) = parse_header(path, &bytes, IMAGES_MAGIC, 3)?;
+    let (header, pixels) = read_decompressed_split(path, header_len(3))?;
+    let dims = parse_header(path, &header, pixels.len(), IMAGES_MAGIC, 3)?;
     let [count, height, width] = [dims[0], dims[1], dims[2]];
-    bytes.drain(..header_len);
     Ok(IdxImages {
         count,
         shape: ImageShape::new(1, height, width),
-        pixels: bytes,
+        pixels,
     })
 }
 
@@ -71,21 +70,28 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages, Error> {
 ///
 /// As [`read_idx_images`], with [`LABELS_MAGIC`].
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u32>, Error> {
-    let bytes = read_decompressed(path)?;
-    let (_, header_len) = parse_header(path, &bytes, LABELS_MAGIC, 1)?;
-    Ok(bytes[header_len..].iter().map(|&b| u32::from(b)).collect())
+    let (header, labels) = read_decompressed_split(path, header_len(1))?;
+    parse_header(path, &header, labels.len(), LABELS_MAGIC, 1)?;
+    Ok(labels.iter().map(|&b| u32::from(b)).collect())
 }
 
-/// Checks the magic number, the dimensions and the exact length of `bytes`, and returns
-/// the dimensions and the header length.
+/// The header length of an IDX file with `num_dims` dimensions.
+const fn header_len(num_dims: usize) -> usize {
+    4 + 4 * num_dims
+}
+
+/// Checks the magic number and dimensions in `bytes` (the file's first
+/// [`header_len`] bytes, or all of a shorter file) and the exact file length
+/// (`bytes` plus `payload_len` more), and returns the dimensions.
 fn parse_header(
     path: &Path,
     bytes: &[u8],
+    payload_len: usize,
     magic: u32,
     num_dims: usize,
-) -> Result<(Vec<usize>, usize), Error> {
-    let header_len = 4 + 4 * num_dims;
-    let found_bytes = bytes.len() as u64;
+) -> Result<Vec<usize>, Error> {
+    let header_len = header_len(num_dims);
+    let found_bytes = (bytes.len() + payload_len) as u64;
     let truncated = |expected_bytes: u64| Error::Truncated {
         path: path.to_owned(),
         expected_bytes,
@@ -132,8 +138,7 @@ fn parse_header(
         });
     }
     // Each dimension divides the total, which fits in usize (checked above).
-    let dims = raw_dims.iter().map(|&d| d as usize).collect();
-    Ok((dims, header_len))
+    Ok(raw_dims.iter().map(|&d| d as usize).collect())
 }
 
 /// Encodes `count` single-channel images as an IDX images file.
