@@ -18,7 +18,7 @@ mod workload;
 
 pub use error::{Error, Result};
 pub use record::{
-    EvalPoint, FileDigest, Provenance, RunRecord, Status, git_revision, read_json,
+    EvalPoint, FileDigest, Provenance, RunRecord, Status, device_label, git_revision, read_json,
     write_json_atomic,
 };
 pub use sweep::{

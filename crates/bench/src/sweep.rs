@@ -75,7 +75,7 @@ pub fn run_trial(
     let provenance = Provenance::collect(
         spec.config.seed,
         threads,
-        &format!("{device:?}").to_lowercase(),
+        &crate::device_label(device),
         data.digests,
     );
     let record = RunRecord::new(spec.workload, spec.config.clone(), provenance, outcome);

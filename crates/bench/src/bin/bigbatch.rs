@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
     Budget, Checkpointing, EvalPoint, LrSchedule, Metric, Observer, OptimizerConfig, Provenance,
-    RunRecord, SweepDir, SweepPlan, Target, TrainConfig, TrialSpec, WorkloadKind, read_json,
-    run_sweep, run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
+    RunRecord, SweepDir, SweepPlan, Target, TrainConfig, TrialSpec, WorkloadKind, device_label,
+    read_json, run_sweep, run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
 };
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -61,9 +61,35 @@ struct TrialArgs {
     /// CPU threads for the tensor engine (default: all cores).
     #[arg(long, env = "BIGBATCH_THREADS")]
     threads: Option<usize>,
+    /// Where to train.
+    #[arg(long, env = "BIGBATCH_DEVICE", default_value = "auto")]
+    device: DeviceArg,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A device choice on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DeviceArg {
+    /// The first CUDA GPU if this binary was built with `--features cuda` and
+    /// one is present, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+impl DeviceArg {
+    fn open(self) -> Result<Device> {
+        Ok(match self {
+            DeviceArg::Auto => Device::cuda_if_available(0)?,
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::new_cuda(0)
+                .context("opening CUDA device 0 (is this binary built with --features cuda?)")?,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -117,6 +143,9 @@ struct SweepArgs {
     /// CPU threads per trial process.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Where each trial trains.
+    #[arg(long, env = "BIGBATCH_DEVICE", default_value = "auto")]
+    device: DeviceArg,
     /// Write a cluster script instead of running the trials.
     #[arg(long, value_enum)]
     emit: Option<Emit>,
@@ -190,6 +219,9 @@ struct TrainArgs {
     /// CPU threads for the tensor engine (default: all cores).
     #[arg(long, env = "BIGBATCH_THREADS")]
     threads: Option<usize>,
+    /// Where to train.
+    #[arg(long, env = "BIGBATCH_DEVICE", default_value = "auto")]
+    device: DeviceArg,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -261,7 +293,7 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
         let dir = SweepDir::new(log.parent().unwrap_or(std::path::Path::new(".")));
         dir.log_attempt(&id)?;
     }
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let mut bar = Bar::new(args.quiet);
     let checkpointing = args.checkpoint.get();
     let result = run_trial(
@@ -328,6 +360,12 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
             .arg(dir.attempts_log())
             .arg("--data-dir")
             .arg(&args.data_dir)
+            .arg("--device")
+            .arg(
+                args.device
+                    .to_possible_value()
+                    .map_or("auto".into(), |v| v.get_name().to_owned()),
+            )
             .stdin(std::process::Stdio::piped());
         if let Some(every) = plan.checkpoint_every_steps {
             cmd.arg("--checkpoint")
@@ -352,7 +390,7 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let data = args.workload.load_data(&args.data_dir).with_context(|| {
         format!(
             "loading {:?} data from {}",
@@ -403,6 +441,7 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         test = data.test.len(),
         parameters = model.vars.elem_count(),
         threads,
+        device = device_label(&device),
         "training"
     );
     let mut bar = Bar::new(args.quiet);
@@ -416,7 +455,7 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         checkpointing.as_ref(),
     )?;
     bar.bar.finish_and_clear();
-    let provenance = Provenance::collect(args.seed, threads, "cpu", data.digests);
+    let provenance = Provenance::collect(args.seed, threads, &device_label(&device), data.digests);
     let record = RunRecord::new(args.workload, config, provenance, outcome);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
