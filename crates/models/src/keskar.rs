@@ -25,11 +25,11 @@
 //! (F1), `conv1`/`bn1`, … (C1/C3), `features.{i}.conv`/`features.{i}.bn` and
 //! `classifier.fc1`/`classifier.bn`/`classifier.fc2` (C2/C4).
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{Conv2d, conv_cfg, conv2d, dropout, linear};
+use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, dropout, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm};
 use crate::ops::{Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};
@@ -126,7 +126,7 @@ impl Network for KeskarF1 {
         for (fc, bn) in &self.hidden {
             xs = bn.forward(&fc.forward(&xs)?, train)?.relu()?;
         }
-        Ok(self.out.forward(&xs)?)
+        self.out.forward(&xs)
     }
 }
 
@@ -231,7 +231,7 @@ impl Network for KeskarShallow {
         let p = self.cfg.dropout;
         let xs = self.fc1.forward(&xs.flatten_from(1)?)?.relu()?;
         let xs = self.fc2.forward(&dropout(&xs, p, train)?)?.relu()?;
-        Ok(self.fc3.forward(&dropout(&xs, p, train)?)?)
+        self.fc3.forward(&dropout(&xs, p, train)?)
     }
 }
 
@@ -383,7 +383,7 @@ impl Network for KeskarDeep {
         let p = if self.cfg.dropout { 0.5 } else { 0.0 };
         let xs = dropout(&xs.flatten_from(1)?, p, train)?;
         let xs = self.bn.forward(&self.fc1.forward(&xs)?, train)?.relu()?;
-        Ok(self.fc2.forward(&dropout(&xs, p, train)?)?)
+        self.fc2.forward(&dropout(&xs, p, train)?)
     }
 }
 

@@ -17,9 +17,9 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{ConvConfig, conv2d as conv2d_op};
+use crate::ops::{ConvConfig, add_channel_bias, conv2d as conv2d_op, linear as linear_op};
 use crate::{Error, Result};
 
 /// `U(−1/√fan_in, 1/√fan_in)`: PyTorch's default for weights and biases.
@@ -56,6 +56,73 @@ impl WeightInit {
             Self::KaimingFanIn => kaiming(FanInOut::FanIn),
             Self::KaimingFanOut => kaiming(FanInOut::FanOut),
         }
+    }
+}
+
+/// A dense layer `y = x Wᵀ + b`: `weight` `(out, in)`, optional `bias`
+/// `(out)` (PyTorch's `nn.Linear`). Inputs `(N, in)` run [`crate::ops::linear`];
+/// inputs with more dimensions are multiplied over the last one with candle's
+/// broadcast matmul.
+///
+/// ```
+/// use bigbatch_models::layers::Linear;
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_models::Error> {
+/// let w = Tensor::new(&[[1f32, 1.], [0., 2.]], &Device::Cpu)?;
+/// let layer = Linear::new(w, Some(Tensor::new(&[0f32, 1.], &Device::Cpu)?));
+/// let y = layer.forward(&Tensor::new(&[[3f32, 4.]], &Device::Cpu)?)?;
+/// assert_eq!(y.to_vec2::<f32>()?, [[7., 9.]]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer from its weight `(out, in)` and optional bias `(out)`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weight `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `(out)`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// `xs Wᵀ + b` over the last dimension of `xs`.
+    ///
+    /// # Errors
+    /// [`Error::InputShape`] or a candle error if the last dimension of `xs`
+    /// is not `in`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.rank() == 2 {
+            let ys = linear_op(xs, &self.weight)?;
+            return match &self.bias {
+                Some(b) => add_channel_bias(&ys, b),
+                None => Ok(ys),
+            };
+        }
+        let ys = xs.broadcast_matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => Ok(ys.broadcast_add(b)?),
+            None => Ok(ys),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        Linear::forward(self, xs).map_err(|e| match e {
+            Error::Candle(e) => e,
+            other => candle_core::Error::wrap(other),
+        })
     }
 }
 
@@ -124,7 +191,7 @@ impl Conv2d {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = conv2d_op(xs, &self.weight, self.cfg)?;
         match &self.bias {
-            Some(b) => Ok(ys.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?),
+            Some(b) => add_channel_bias(&ys, b),
             None => Ok(ys),
         }
     }

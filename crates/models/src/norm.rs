@@ -20,12 +20,16 @@
 //! virtual batches the difference is second order in `m`). When the batch is
 //! not a multiple of the virtual size, the last virtual batch is smaller.
 //!
-//! Everything is composed from candle ops, so autodiff gives the backward pass.
+//! In training on the CPU (`f32`, `f64`) the layer runs the fused kernel
+//! [`crate::ops::batch_norm_train`]; elsewhere, and as the reference it is
+//! tested against, it is composed from candle ops
+//! ([`BatchNorm::forward_composed`]), whose backward pass is candle's autodiff.
 
 use candle_core::{D, DType, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::ops::batch_norm_train;
 use crate::{Error, Result};
 
 /// Which batch statistics a batch-norm layer normalises with in training.
@@ -171,6 +175,53 @@ impl BatchNorm {
     /// [`Error::InputShape`] if dimension 1 is not `C` or, in training, a
     /// (virtual) batch has a single value per channel; a candle error.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let fused = train
+            && xs.device().is_cpu()
+            && matches!(xs.dtype(), DType::F32 | DType::F64)
+            && self.weight.dtype() == xs.dtype();
+        if !fused {
+            return self.forward_composed(xs, train);
+        }
+        self.check_input(xs)?;
+        let vbs = match self.cfg.norm {
+            Norm::Batch => xs.dim(0)?,
+            Norm::Ghost { virtual_batch_size } => virtual_batch_size,
+        };
+        let out = batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps, vbs.max(1))
+            .map_err(|e| match e {
+                Error::InputShape { .. } => self.too_few(xs),
+                other => other,
+            })?;
+        self.update_running(&out.mean, &out.unbiased_var)?;
+        Ok(out.output)
+    }
+
+    fn check_input(&self, xs: &Tensor) -> Result<()> {
+        let dims = xs.dims();
+        if dims.len() < 2 || dims[1] != self.channels {
+            return Err(Error::InputShape {
+                model: "BatchNorm",
+                expected: format!("(batch, {}, ...)", self.channels),
+                found: dims.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn too_few(&self, xs: &Tensor) -> Error {
+        Error::InputShape {
+            model: "BatchNorm",
+            expected: "more than one value per channel in each (virtual) batch".into(),
+            found: xs.dims().to_vec(),
+        }
+    }
+
+    /// [`BatchNorm::forward`] composed from candle ops (any device and dtype,
+    /// autodiff backward): the reference the fused kernel is tested against.
+    ///
+    /// # Errors
+    /// As [`BatchNorm::forward`].
+    pub fn forward_composed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let dims = xs.dims();
         if dims.len() < 2 || dims[1] != self.channels {
             return Err(Error::InputShape {
@@ -432,6 +483,83 @@ mod tests {
             let rv = (Tensor::stack(&vars, 0)?.sum(0)? / k)?;
             assert!(max_abs_diff(&ghost.running_mean(), &rm)? < 1e-12);
             assert!(max_abs_diff(&ghost.running_var(), &rv)? < 1e-12);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_kernel_equals_the_composed_layer() -> Result<()> {
+        let cases: [(&[usize], Norm); 6] = [
+            (&[4, 3], Norm::Batch),
+            (&[2, 3, 5, 5], Norm::Batch),
+            (
+                &[5, 2, 3, 1],
+                Norm::Ghost {
+                    virtual_batch_size: 2,
+                },
+            ),
+            (
+                &[6, 4, 2, 3],
+                Norm::Ghost {
+                    virtual_batch_size: 3,
+                },
+            ),
+            (
+                &[3, 1, 7],
+                Norm::Ghost {
+                    virtual_batch_size: 8,
+                },
+            ),
+            (&[33, 5, 9, 9], Norm::Batch),
+        ];
+        for (i, (shape, norm)) in cases.into_iter().enumerate() {
+            for dtype in [DType::F64, DType::F32] {
+                let tol = if dtype == DType::F64 { 1e-10 } else { 2e-4 };
+                let x = input(shape, i as u64)?.to_dtype(dtype)?;
+                let r = input(shape, 40 + i as u64)?.to_dtype(dtype)?;
+                let mut results = Vec::new();
+                for fused in [true, false] {
+                    let store = VarStore::new(0);
+                    let layer = BatchNorm::new(
+                        shape[1],
+                        BatchNormConfig::with_norm(norm),
+                        store.var_builder(dtype, &Device::Cpu).pp("bn"),
+                    )?;
+                    // Non-trivial γ and β.
+                    let c = shape[1];
+                    let gamma = (Tensor::arange(1.0, 1.0 + c as f64, &Device::Cpu)? * 0.5)?;
+                    let vars = store.vars();
+                    vars[1].1.set(&gamma.to_dtype(dtype)?)?;
+                    vars[0].1.set(&(gamma * 0.1)?.to_dtype(dtype)?)?;
+                    let xv = Var::from_tensor(&x)?;
+                    let y = if fused {
+                        layer.forward(xv.as_tensor(), true)?
+                    } else {
+                        layer.forward_composed(xv.as_tensor(), true)?
+                    };
+                    let grads = (&y * &r)?.sum_all()?.backward()?;
+                    let mut out = vec![y.detach(), grads.get(xv.as_tensor()).expect("dx").clone()];
+                    for (_, v) in &vars {
+                        out.push(grads.get(v.as_tensor()).expect("dparam").clone());
+                    }
+                    out.push(layer.running_mean());
+                    out.push(layer.running_var());
+                    results.push(out);
+                }
+                for (k, (a, b)) in results[0].iter().zip(&results[1]).enumerate() {
+                    let d = max_abs_diff(&a.to_dtype(DType::F64)?, &b.to_dtype(DType::F64)?)?;
+                    let scale = b
+                        .abs()?
+                        .flatten_all()?
+                        .max(0)?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?;
+                    assert!(
+                        d <= tol * (1.0 + scale),
+                        "{shape:?} {norm:?} {dtype:?} output {k}: {d}"
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -23,11 +23,11 @@
 //! torchvision's: convolutions `kaiming_normal_(mode="fan_out")`, batch norm
 //! γ = 1 (or 0), β = 0, the classifier PyTorch's default.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{Conv2d, WeightInit, conv_cfg, conv2d_no_bias, linear};
+use crate::layers::{Conv2d, Linear, WeightInit, conv_cfg, conv2d_no_bias, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
 use crate::ops::{Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};
@@ -296,7 +296,7 @@ impl Network for ResNet {
         for block in &self.blocks {
             xs = block.forward(&xs, train)?;
         }
-        Ok(self.fc.forward(&global_avg_pool(&xs)?)?)
+        self.fc.forward(&global_avg_pool(&xs)?)
     }
 }
 

@@ -23,11 +23,11 @@
 //! Parameter counts for 10 classes, option A: ResNet-8 75,290; ResNet-20
 //! 269,722; ResNet-32 464,154; ResNet-56 853,018.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{Conv2d, WeightInit, conv_cfg, conv2d_no_bias, linear_with};
+use crate::layers::{Conv2d, Linear, WeightInit, conv_cfg, conv2d_no_bias, linear_with};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
 use crate::{Error, Network, Result};
 
@@ -235,7 +235,7 @@ impl Network for CifarResNet {
         for block in &self.blocks {
             xs = block.forward(&xs, train)?;
         }
-        Ok(self.linear.forward(&global_avg_pool(&xs)?)?)
+        self.linear.forward(&global_avg_pool(&xs)?)
     }
 }
 

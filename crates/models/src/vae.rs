@@ -21,14 +21,14 @@
 
 use std::sync::Mutex;
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{Conv2d, conv_cfg, conv2d, linear};
+use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, linear};
 use crate::{Autoencoder, Error, Result};
 
 /// Configuration of [`SvhnVae`].

@@ -43,7 +43,7 @@ pub use alias::{
 };
 pub use error::{Error, Result};
 pub use layerwise::{Layerwise, layerwise};
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax_cross_entropy, softmax_cross_entropy_composed};
 pub use mask::{Mask, Masked, MaskedState, masked};
 pub use optimizer::Optimizer;
 pub use params::Params;

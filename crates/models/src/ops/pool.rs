@@ -206,6 +206,27 @@ fn max_pool_plane<T: WithDType>(
     cfg: Pool2dConfig,
     mut visit: impl FnMut(usize, usize, T),
 ) {
+    if cfg.padding == 0 && cfg.kernel_size == 2 {
+        // Whole 2×2 windows (LeNet, VGG): unrolled, same scan and tie rule.
+        let s = cfg.stride;
+        for oy in 0..oh {
+            let (r0, r1) = (oy * s * w, (oy * s + 1) * w);
+            for ox in 0..ow {
+                let x0 = ox * s;
+                let mut best = r0 + x0;
+                let mut max = plane[best];
+                for i in [r0 + x0 + 1, r1 + x0, r1 + x0 + 1] {
+                    let v = plane[i];
+                    if v > max || is_nan(v) {
+                        max = v;
+                        best = i;
+                    }
+                }
+                visit(oy * ow + ox, best, max);
+            }
+        }
+        return;
+    }
     for oy in 0..oh {
         let (y0, y1) = span(oy, h, cfg);
         for ox in 0..ow {

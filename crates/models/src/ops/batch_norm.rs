@@ -1,0 +1,454 @@
+//! Training-mode batch normalisation (Ioffe and Szegedy 2015) and ghost batch
+//! normalisation (Hoffer et al. 2017) as one fused CPU kernel, forward and
+//! backward.
+//!
+//! For `x` `(N, C, ...)` split along the batch into virtual batches of `v`
+//! examples (the last one may be smaller), with `m` values per channel in a
+//! virtual batch:
+//!
+//! ```text
+//! μ = (1/m) Σ x,   σ² = (1/m) Σ (x − μ)²,   x̂ = (x − μ)/√(σ² + ε),   y = γ x̂ + β
+//! ∂L/∂β = Σ dy,    ∂L/∂γ = Σ dy·x̂,          ∂L/∂x = γ/√(σ² + ε) · (dy − mean(dy) − x̂·mean(dy·x̂))
+//! ```
+//!
+//! (sums over everything but the channel, means per virtual batch and channel).
+//! Composed from candle ops, the same layer costs a dozen passes over the
+//! activations, several of them reductions over non-contiguous dimensions,
+//! which candle runs element by element; here it is three passes forward and
+//! two backward, statistics accumulated in `f64`. The statistics of the
+//! forward pass are kept for the backward pass and returned for the running
+//! averages. The composed reference is [`crate::norm::BatchNorm`]'s own path
+//! on other devices and dtypes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// Output of [`batch_norm_train`].
+#[derive(Clone, Debug)]
+pub struct BatchNormOutput {
+    /// `γ x̂ + β`, shaped as the input.
+    pub output: Tensor,
+    /// Mean of each virtual batch and channel, `(k, C)`, detached.
+    pub mean: Tensor,
+    /// Unbiased variance `σ² · m/(m − 1)` of each virtual batch and channel,
+    /// `(k, C)`, detached (what running statistics average).
+    pub unbiased_var: Tensor,
+}
+
+/// Normalises `x` `(N, C, ...)` with the statistics of each virtual batch of
+/// `virtual_batch_size` examples (the whole batch when it is `N` or more) and
+/// applies the per-channel scale `weight` and shift `bias` `(C)`.
+/// Differentiable in all three inputs (see the module docs).
+///
+/// ```
+/// use bigbatch_models::ops::batch_norm_train;
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> Result<(), bigbatch_models::Error> {
+/// let x = Tensor::new(&[[1f32], [3.]], &Device::Cpu)?;
+/// let one = Tensor::new(&[1f32], &Device::Cpu)?;
+/// let zero = Tensor::new(&[0f32], &Device::Cpu)?;
+/// let out = batch_norm_train(&x, &one, &zero, 0.0, 2)?;
+/// assert_eq!(out.output.flatten_all()?.to_vec1::<f32>()?, [-1., 1.]);
+/// assert_eq!(out.unbiased_var.flatten_all()?.to_vec1::<f32>()?, [2.]);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::InputShape`] unless `x` is `(N, C, ...)` with `weight` and `bias`
+/// of length `C` and every virtual batch holds at least two values per
+/// channel; [`Error::InvalidConfig`] for a virtual batch size of 0, a negative
+/// `eps`, or a dtype, device or layout the kernel does not take (`f32`/`f64`
+/// on the CPU).
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    virtual_batch_size: usize,
+) -> Result<BatchNormOutput> {
+    let dims = x.dims();
+    if virtual_batch_size == 0 || eps.is_nan() || eps < 0.0 {
+        return Err(Error::InvalidConfig {
+            what: "batch_norm_train",
+            reason: format!("virtual batch size {virtual_batch_size}, eps {eps}"),
+        });
+    }
+    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Err(Error::InvalidConfig {
+            what: "batch_norm_train",
+            reason: format!("needs f32 or f64 on the CPU, got {:?}", x.dtype()),
+        });
+    }
+    let shape_error = || {
+        Error::InputShape {
+        model: "batch_norm_train",
+        expected: "(N, C, ...) with weight and bias (C) and two or more values per channel in each virtual batch".into(),
+        found: dims.to_vec(),
+    }
+    };
+    if dims.len() < 2 || weight.dims() != [dims[1]] || bias.dims() != [dims[1]] {
+        return Err(shape_error());
+    }
+    let g = Geometry {
+        n: dims[0],
+        c: dims[1],
+        s: dims[2..].iter().product(),
+        v: virtual_batch_size.min(dims[0]).max(1),
+    };
+    if g.n == 0 || (0..g.chunks()).any(|j| g.count(j) < 2) {
+        return Err(shape_error());
+    }
+    let stats = Arc::new(Mutex::new(None));
+    let op = BatchNormOp {
+        g,
+        eps,
+        stats: Arc::clone(&stats),
+    };
+    let dtype = x.dtype();
+    let output = x.contiguous()?.apply_op3(
+        &weight.to_dtype(dtype)?.contiguous()?,
+        &bias.to_dtype(dtype)?.contiguous()?,
+        op,
+    )?;
+    let Some(Stats { mean, var, .. }) =
+        stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    else {
+        return Err(Error::InvalidConfig {
+            what: "batch_norm_train",
+            reason: "the kernel did not record statistics".into(),
+        });
+    };
+    let unbiased: Vec<f64> = var
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let m = g.count(i / g.c) as f64;
+            v * m / (m - 1.0)
+        })
+        .collect();
+    let k = g.chunks();
+    let dev = x.device();
+    Ok(BatchNormOutput {
+        output,
+        mean: Tensor::from_vec(mean, (k, g.c), dev)?.to_dtype(dtype)?,
+        unbiased_var: Tensor::from_vec(unbiased, (k, g.c), dev)?.to_dtype(dtype)?,
+    })
+}
+
+/// `N` examples of `C` channels with `S` values each, in virtual batches of `v`.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    s: usize,
+    v: usize,
+}
+
+impl Geometry {
+    /// Number of virtual batches.
+    fn chunks(&self) -> usize {
+        self.n.div_ceil(self.v)
+    }
+    /// Values per channel in virtual batch `j`.
+    fn count(&self, j: usize) -> usize {
+        (self.v.min(self.n - j * self.v)) * self.s
+    }
+    /// Examples per parallel task (the whole batch when small or single-threaded).
+    fn images_per_task(&self) -> usize {
+        let threads = candle_core::utils::get_num_threads();
+        if threads <= 1 || self.n < 2 || self.n * self.c * self.s < PARALLEL_ELEMENTS {
+            self.n
+        } else {
+            self.n.div_ceil(threads.min(self.n))
+        }
+    }
+}
+
+/// Passes over fewer elements stay on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 17;
+
+/// Per (virtual batch, channel): mean and biased variance, `f64`, `(k·C)`.
+#[derive(Clone, Debug)]
+struct Stats {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// Per-image, per-channel reductions `f(image, channel) -> [a, b]`, summed
+/// over the images of each virtual batch: `(k·C)` pairs. The sums run in
+/// image order whatever the thread count, so results do not depend on it.
+fn channel_sums<F>(g: &Geometry, f: F) -> Vec<[f64; 2]>
+where
+    F: Fn(usize, usize) -> [f64; 2] + Sync,
+{
+    let range = |images: std::ops::Range<usize>| -> Vec<[f64; 2]> {
+        images
+            .flat_map(|i| (0..g.c).map(move |c| (i, c)))
+            .map(|(i, c)| f(i, c))
+            .collect()
+    };
+    let per = g.images_per_task();
+    let parts: Vec<[f64; 2]> = if per >= g.n {
+        range(0..g.n)
+    } else {
+        (0..g.n.div_ceil(per))
+            .into_par_iter()
+            .map(|t| range(t * per..((t + 1) * per).min(g.n)))
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    let mut sums = vec![[0.0; 2]; g.chunks() * g.c];
+    for (i, part) in parts.chunks_exact(g.c).enumerate() {
+        let row = &mut sums[(i / g.v) * g.c..][..g.c];
+        for (acc, p) in row.iter_mut().zip(part) {
+            acc[0] += p[0];
+            acc[1] += p[1];
+        }
+    }
+    sums
+}
+
+/// Writes `out[image] = f(image, c, x values, out values)` per channel, in parallel over images.
+fn per_channel_map<T, F>(g: &Geometry, x: &[T], out: &mut [T], f: F)
+where
+    T: WithDType,
+    F: Fn(usize, usize, &[T], &mut [T]) + Sync,
+{
+    let image = g.c * g.s;
+    let run = |first: usize, xs: &[T], os: &mut [T]| {
+        for (i, (img, o)) in xs
+            .chunks_exact(image)
+            .zip(os.chunks_exact_mut(image))
+            .enumerate()
+        {
+            for (c, (vals, dst)) in img
+                .chunks_exact(g.s)
+                .zip(o.chunks_exact_mut(g.s))
+                .enumerate()
+            {
+                f(first + i, c, vals, dst);
+            }
+        }
+    };
+    let per = g.images_per_task();
+    if per >= g.n {
+        run(0, x, out);
+    } else {
+        x.par_chunks(per * image)
+            .zip(out.par_chunks_mut(per * image))
+            .enumerate()
+            .for_each(|(t, (xs, os))| run(t * per, xs, os));
+    }
+}
+
+fn forward<T: WithDType>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    g: &Geometry,
+    eps: f64,
+) -> (Vec<T>, Stats) {
+    let values = |i: usize, c: usize| &x[(i * g.c + c) * g.s..][..g.s];
+    let sums = channel_sums(g, |i, c| {
+        [values(i, c).iter().map(|v| v.to_f64()).sum::<f64>(), 0.0]
+    });
+    let mean: Vec<f64> = sums
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s[0] / g.count(i / g.c) as f64)
+        .collect();
+    let sq = channel_sums(g, |i, c| {
+        let mu = mean[(i / g.v) * g.c + c];
+        let ss = values(i, c)
+            .iter()
+            .map(|v| {
+                let d = v.to_f64() - mu;
+                d * d
+            })
+            .sum::<f64>();
+        [ss, 0.0]
+    });
+    let var: Vec<f64> = sq
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s[0] / g.count(i / g.c) as f64)
+        .collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let mut y = vec![T::zero(); x.len()];
+    per_channel_map(g, x, &mut y, |i, c, vals, dst| {
+        let j = (i / g.v) * g.c + c;
+        // y = x·a + b with a = γ/σ, b = β − μ·a: one multiply-add per element.
+        let a = gamma[c].to_f64() * inv_std[j];
+        let b = beta[c].to_f64() - mean[j] * a;
+        let (a, b) = (T::from_f64(a), T::from_f64(b));
+        for (d, v) in dst.iter_mut().zip(vals) {
+            *d = *v * a + b;
+        }
+    });
+    (y, Stats { mean, var, inv_std })
+}
+
+/// `[dx (N·C·S), dγ (C), dβ (C)]` packed in one buffer.
+fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Stats) -> Vec<T> {
+    // Σ dy and Σ dy·x̂ per (virtual batch, channel); x̂ = (x − μ)·inv_std.
+    let sums = channel_sums(g, |i, c| {
+        let j = (i / g.v) * g.c + c;
+        let at = (i * g.c + c) * g.s;
+        let (xs, ds) = (&x[at..][..g.s], &dy[at..][..g.s]);
+        let (mut sdy, mut sdx) = (0.0, 0.0);
+        for (xv, d) in xs.iter().zip(ds) {
+            let d = d.to_f64();
+            sdy += d;
+            sdx += d * xv.to_f64();
+        }
+        // Σ dy·(x − μ)·is = (Σ dy·x − μ Σ dy)·is
+        [sdy, (sdx - st.mean[j] * sdy) * st.inv_std[j]]
+    });
+    let mut out = vec![T::zero(); x.len() + 2 * g.c];
+    let (dx, dparams) = out.split_at_mut(x.len());
+    for (j, s) in sums.iter().enumerate() {
+        dparams[j % g.c] += T::from_f64(s[1]);
+        dparams[g.c + j % g.c] += T::from_f64(s[0]);
+    }
+    // dx = γ·inv_std·(dy − mean(dy) − x̂·mean(dy·x̂)) = a·dy + b·x + e.
+    let coef: Vec<[f64; 3]> = sums
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let m = g.count(j / g.c) as f64;
+            let (mu, is) = (st.mean[j], st.inv_std[j]);
+            let scale = gamma[j % g.c].to_f64() * is;
+            let (mdy, mdyx) = (s[0] / m, s[1] / m);
+            // x̂·mdyx = (x − μ)·is·mdyx
+            let b = -scale * is * mdyx;
+            [scale, b, -scale * mdy - b * mu]
+        })
+        .collect();
+    per_channel_map(g, dy, dx, |i, c, dys, dst| {
+        let [a, b, e] = coef[(i / g.v) * g.c + c];
+        let xs = &x[i * g.c * g.s + c * g.s..][..g.s];
+        let (a, b, e) = (T::from_f64(a), T::from_f64(b), T::from_f64(e));
+        for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
+            *d = *dv * a + *xv * b + e;
+        }
+    });
+    out
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("batch norm: operands must be contiguous"),
+    }
+}
+
+/// The fused forward over `(x, γ, β)`; records its statistics for the
+/// backward pass and the caller.
+struct BatchNormOp {
+    g: Geometry,
+    eps: f64,
+    stats: Arc<Mutex<Option<Stats>>>,
+}
+
+impl BatchNormOp {
+    fn stats(&self) -> candle_core::Result<Stats> {
+        match &*self.stats.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(s) => Ok(s.clone()),
+            None => candle_core::bail!("batch norm backward before forward"),
+        }
+    }
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "bigbatch-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, stats) = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                let (y, st) = forward(x, w, b, &self.g, self.eps);
+                (CpuStorage::F32(y), st)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                let (y, st) = forward(x, w, b, &self.g, self.eps);
+                (CpuStorage::F64(y), st)
+            }
+            _ => candle_core::bail!("batch norm: only f32 and f64 of one dtype"),
+        };
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = BatchNormBackward {
+            g: self.g,
+            stats: self.stats()?,
+        };
+        let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
+        let len = x.elem_count();
+        let c = self.g.c;
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, len, c)?;
+        let db = packed.narrow(0, len + c, c)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `[∂L/∂x, ∂L/∂γ, ∂L/∂β]` packed, from `(x, γ, ∂L/∂y)` and the forward statistics.
+struct BatchNormBackward {
+    g: Geometry,
+    stats: Stats,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "bigbatch-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let len = l1.shape().elem_count() + 2 * self.g.c;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(d)) => {
+                let (x, w, d) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(d, l3)?);
+                CpuStorage::F32(backward(x, w, d, &self.g, &self.stats))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(d)) => {
+                let (x, w, d) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(d, l3)?);
+                CpuStorage::F64(backward(x, w, d, &self.g, &self.stats))
+            }
+            _ => candle_core::bail!("batch norm backward: only f32 and f64 of one dtype"),
+        };
+        Ok((out, Shape::from(len)))
+    }
+}
