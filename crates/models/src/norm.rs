@@ -489,7 +489,8 @@ mod tests {
 
     #[test]
     fn fused_kernel_equals_the_composed_layer() -> Result<()> {
-        let cases: [(&[usize], Norm); 6] = [
+        let cases: [(&[usize], Norm); 7] = [
+            (&[1, 3, 4, 5], Norm::Batch),
             (&[4, 3], Norm::Batch),
             (&[2, 3, 5, 5], Norm::Batch),
             (
