@@ -52,7 +52,7 @@ impl OptimizerConfig {
     /// `schedule` over a run of `total_steps`.
     ///
     /// # Errors
-    /// [`Error::Optim`] for schedule parameters out of range.
+    /// [`Error::Config`] for schedule parameters out of range.
     pub fn build(&self, schedule: &LrSchedule, total_steps: u64) -> Result<Boxed> {
         let lr = schedule.build(self.learning_rate(), total_steps)?;
         Ok(match *self {
