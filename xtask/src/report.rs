@@ -164,6 +164,10 @@ where
         c.configure_mesh()
             .x_desc(chart.x_label)
             .y_desc(chart.y_label)
+            .x_labels(12)
+            .y_labels(10)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(plot_err)?;
@@ -191,6 +195,7 @@ where
         }
         if series.len() > 1 {
             c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()
@@ -199,6 +204,16 @@ where
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
+}
+
+/// An axis label: whole numbers without decimals, others with three significant digits.
+fn tick(v: &f64) -> String {
+    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{v:.digits$}")
+    }
 }
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -221,6 +236,15 @@ pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_are_short() {
+        let labels: Vec<String> = [1024.0, 100.0, 0.95, 0.0123, 2.5, 250.4]
+            .iter()
+            .map(tick)
+            .collect();
+        assert_eq!(labels, ["1024", "100", "0.950", "0.0123", "2.50", "250"]);
+    }
 
     #[test]
     fn markdown_table_layout() {
