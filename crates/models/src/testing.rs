@@ -23,6 +23,23 @@ pub(crate) fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
 }
 
+/// The central difference `(f(t + h·e_j) − f(t − h·e_j)) / 2h` of a scalar
+/// function of an `f64` tensor along element `j` of its flattening.
+pub(crate) fn central_difference(
+    t: &Tensor,
+    j: usize,
+    h: f64,
+    f: impl Fn(&Tensor) -> Result<f64>,
+) -> Result<f64> {
+    let flat = t.flatten_all()?.to_vec1::<f64>()?;
+    let at = |d: f64| -> Result<f64> {
+        let mut v = flat.clone();
+        v[j] += d;
+        f(&Tensor::from_vec(v, t.dims(), &Device::Cpu)?)
+    };
+    Ok((at(h)? - at(-h)?) / (2.0 * h))
+}
+
 /// Trains `net` with plain SGD for `steps` steps on one fixed batch of 16
 /// random inputs `(16, ..input)` with labels `i mod classes`, and asserts that
 /// the training loss (mean of the last three steps) falls below 70 % of where

@@ -409,6 +409,17 @@ fn for_image_chunks<T: WithDType, F>(
     }
 }
 
+/// The `(k²·c, p)` column matrix of one group's input: the input itself for a
+/// direct (1×1, stride 1, no padding) convolution, else its im2col in `col`.
+fn columns<'a, T: WithDType>(xg: &'a [T], col: &'a mut [T], g: &Geometry) -> &'a [T] {
+    if g.direct() {
+        xg
+    } else {
+        im2col(xg, col, g);
+        col
+    }
+}
+
 fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
     let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
@@ -419,12 +430,7 @@ fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
         for (xi, yi) in xs.chunks_exact(x_image).zip(ys.chunks_exact_mut(out_image)) {
             for grp in 0..g.cfg.groups {
                 let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
-                let rhs = if g.direct() {
-                    xg
-                } else {
-                    im2col(xg, &mut col, g);
-                    &col
-                };
+                let rhs = columns(xg, &mut col, g);
                 let wg = &weight[grp * og * kk..][..og * kk];
                 let dst = &mut yi[grp * og * p..][..og * p];
                 matmul(
@@ -480,12 +486,7 @@ fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
         for (xi, dyi) in xs.chunks_exact(x_image).zip(dys.chunks_exact(out_image)) {
             for grp in 0..g.cfg.groups {
                 let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
-                let cols = if g.direct() {
-                    xg
-                } else {
-                    im2col(xg, &mut col, g);
-                    &col
-                };
+                let cols = columns(xg, &mut col, g);
                 let dyg = &dyi[grp * og * p..][..og * p];
                 let dst = &mut dw[grp * og * kk..][..og * kk];
                 matmul(
@@ -655,6 +656,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::testing::central_difference;
 
     type ConvFn = fn(&Tensor, &Tensor, ConvConfig) -> Result<Tensor>;
 
@@ -803,17 +805,13 @@ mod tests {
                 let g = g.flatten_all()?.to_vec1::<f64>()?;
                 // Every element for small tensors, a stride through large ones.
                 for j in (0..flat.len()).step_by(flat.len().div_ceil(40)) {
-                    let at = |d: f64| -> Result<f64> {
-                        let mut v = flat.clone();
-                        v[j] += d;
-                        let t2 = Tensor::from_vec(v, t.dims(), &Device::Cpu)?;
+                    let fd = central_difference(t, j, h, |t2| {
                         if which == "x" {
-                            loss(&t2, &w)
+                            loss(t2, &w)
                         } else {
-                            loss(&x, &t2)
+                            loss(&x, t2)
                         }
-                    };
-                    let fd = (at(h)? - at(-h)?) / (2.0 * h);
+                    })?;
                     assert!(
                         (fd - g[j]).abs() < 1e-6 * (1.0 + fd.abs()),
                         "{which}[{j}] {shape:?} {cfg:?}: {fd} vs {}",
