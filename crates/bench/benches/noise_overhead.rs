@@ -23,12 +23,12 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use bigbatch_bench::{Budget, Data, Model, OptimizerConfig, TrainConfig, train};
+use bigbatch_bench::{Budget, Data, Model, OptimizerConfig, TrainConfig, WorkloadKind, train};
 use bigbatch_data::{ImageClassification, ImageShape, Normalization};
-use bigbatch_models::{CifarResNet, CifarResNetConfig, LeNet5, LeNet5Config, VarStore};
+use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleTracker};
 use bigbatch_optim::{Params, Tree, softmax_cross_entropy};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -54,13 +54,11 @@ fn synthetic(shape: ImageShape, len: usize) -> Result<ImageClassification> {
 }
 
 fn build(name: &str, device: &Device) -> Result<Model> {
-    let vars = VarStore::new(0);
-    let vb = vars.var_builder(DType::F32, device);
-    let net: Box<dyn bigbatch_models::Network> = match name {
-        "lenet5" => Box::new(LeNet5::new(&LeNet5Config::default(), vb)?),
-        _ => Box::new(CifarResNet::new(&CifarResNetConfig::resnet8(), vb)?),
+    let kind = match name {
+        "lenet5" => WorkloadKind::MnistLenet5,
+        _ => WorkloadKind::Cifar10Resnet8,
     };
-    Ok(Model { net, vars })
+    Ok(kind.build_model(0, Norm::Batch, device)?)
 }
 
 /// Median seconds of one `observe` on the micro-batch gradients of one step.

@@ -70,7 +70,9 @@ pub fn run_trial(
     checkpointing: Option<&Checkpointing>,
 ) -> Result<TrialResult> {
     let data = spec.workload.load_data(data_dir)?;
-    let model = spec.workload.build_model(spec.config.seed, device)?;
+    let model = spec
+        .workload
+        .build_model(spec.config.seed, spec.config.norm(), device)?;
     let outcome = train_resumable(&model, &data, &spec.config, device, observer, checkpointing)?;
     let provenance = Provenance::collect(
         spec.config.seed,
@@ -132,6 +134,10 @@ pub struct SweepPlan {
     pub eval_batch_size: usize,
     /// Largest micro-batch (gradient accumulation), if any.
     pub micro_batch_size: Option<usize>,
+    /// Ghost batch norm's virtual batch size, for workloads with batch norm
+    /// (batches no larger than it use ordinary batch norm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ghost_batch_size: Option<usize>,
     /// Each trial saves a checkpoint every this many steps (in
     /// `checkpoints/<id>.safetensors`), so a killed trial resumes mid-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +164,7 @@ impl SweepPlan {
                 config.eval_batch_size = self.eval_batch_size;
                 config.target = Some(self.target);
                 config.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
+                config.ghost_batch_size = self.ghost_batch_size.filter(|&g| g < b);
                 trials.push(TrialSpec {
                     workload: self.workload,
                     config,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bigbatch_data::{Batches, ImageClassification, Normalization};
+use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
 use bigbatch_optim::schedule::Polynomial;
 use bigbatch_optim::{Accumulator, Boxed, Optimizer, Params, Schedule, Tree, boxed};
@@ -162,6 +163,11 @@ pub struct TrainConfig {
     /// accumulate their gradients into one step (`None`: the whole batch at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micro_batch_size: Option<usize>,
+    /// Ghost batch norm (Hoffer et al. 2017): batch-norm layers normalise each
+    /// group of this many examples with its own statistics (`None`: each
+    /// micro-batch as a whole). Only for models with batch norm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ghost_batch_size: Option<usize>,
     /// Track the simple noise scale `B_simple` from the micro-batch gradients
     /// (needs at least two micro-batches per step).
     #[serde(default)]
@@ -198,6 +204,7 @@ impl TrainConfig {
             label_smoothing: 0.0,
             target: None,
             micro_batch_size: None,
+            ghost_batch_size: None,
             track_noise_scale: false,
             divergence_factor: default_divergence_factor(),
         }
@@ -208,6 +215,14 @@ impl TrainConfig {
     /// Optimizer steps per epoch: partial last batches are dropped.
     pub fn steps_per_epoch(&self, train_len: usize) -> u64 {
         (train_len / self.batch_size.max(1)) as u64
+    }
+
+    /// The batch statistics the model's batch-norm layers must use.
+    pub fn norm(&self) -> Norm {
+        match self.ghost_batch_size {
+            None => Norm::Batch,
+            Some(virtual_batch_size) => Norm::Ghost { virtual_batch_size },
+        }
     }
 
     /// The number of optimizer steps the budget allows.
@@ -236,8 +251,8 @@ impl TrainConfig {
         if matches!(self.budget, Budget::Steps(0) | Budget::Epochs(0)) {
             return bad("the budget must be positive".into());
         }
-        if self.micro_batch_size == Some(0) {
-            return bad("micro_batch_size must be positive".into());
+        if self.micro_batch_size == Some(0) || self.ghost_batch_size == Some(0) {
+            return bad("micro_batch_size and ghost_batch_size must be positive".into());
         }
         if self.track_noise_scale
             && self
@@ -309,7 +324,10 @@ pub struct Checkpointing {
 /// split into micro-batches of at most `cfg.micro_batch_size` examples whose
 /// gradients are averaged by size ([`Accumulator`]) into one optimizer step, so
 /// a batch larger than memory trains exactly like one big batch (for models
-/// without batch norm). The loss is [`bigbatch_optim::softmax_cross_entropy`]
+/// without batch norm). With `cfg.ghost_batch_size` the model's batch-norm
+/// layers normalise each group of that many examples alone (ghost batch norm,
+/// Hoffer et al. 2017), independent of the micro-batch size; the model must be
+/// built with [`TrainConfig::norm`]. The loss is [`bigbatch_optim::softmax_cross_entropy`]
 /// with `cfg.label_smoothing`. A non-finite loss, or one above
 /// `cfg.divergence_factor` times the first, ends the run with
 /// [`Status::Diverged`] rather than an error. With `cfg.target`, the run stops
@@ -317,7 +335,8 @@ pub struct Checkpointing {
 /// step is the steps-to-target of Shallue et al. (2019).
 ///
 /// # Errors
-/// [`Error::Config`] for an invalid configuration; tensor errors otherwise.
+/// [`Error::Config`] for an invalid configuration, or a model whose batch
+/// norm is not `cfg.norm()`; tensor errors otherwise.
 pub fn train(
     model: &Model,
     data: &Data,
@@ -347,6 +366,20 @@ pub fn train_resumable(
     checkpointing: Option<&Checkpointing>,
 ) -> Result<Outcome> {
     cfg.validate(data.train.len())?;
+    match model.batch_norm {
+        Some(norm) if norm != cfg.norm() => {
+            return Err(Error::Config(format!(
+                "the model's batch norm is {norm:?} but the configuration asks for {:?}; build it with TrainConfig::norm()",
+                cfg.norm()
+            )));
+        }
+        None if cfg.ghost_batch_size.is_some() => {
+            return Err(Error::Config(
+                "ghost_batch_size is set but the model has no batch norm".into(),
+            ));
+        }
+        _ => {}
+    }
     if checkpointing.is_some_and(|c| c.every_steps == 0) {
         return Err(Error::Config(
             "checkpoint every_steps must be positive".into(),

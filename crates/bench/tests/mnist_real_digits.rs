@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{Budget, OptimizerConfig, Status, TrainConfig, WorkloadKind, train};
 use bigbatch_data::{Split, mnist};
+use bigbatch_models::Norm;
 use candle_core::Device;
 
 /// The CSV's path, or `None` to skip outside CI (where `.ci/run` provides it).
@@ -51,7 +52,7 @@ fn lenet5_learns_real_mnist_digits() -> Result<()> {
     assert_eq!(data.digests.len(), 4);
 
     let device = Device::Cpu;
-    let model = workload.build_model(0, &device)?;
+    let model = workload.build_model(0, Norm::Batch, &device)?;
     let mut cfg = TrainConfig::new(
         32,
         Budget::Epochs(10),

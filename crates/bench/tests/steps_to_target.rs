@@ -1,5 +1,6 @@
-//! Issue 8's harness: steps-to-target, divergence, gradient accumulation, and
-//! sweeps that survive SIGKILL. Tiny synthetic MNIST-format data, few steps.
+//! Issue 8's harness: steps-to-target, divergence, gradient accumulation,
+//! ghost batch norm, checkpoints, and sweeps that survive SIGKILL. Tiny
+//! synthetic MNIST-format data, few steps.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bigbatch_bench::{
-    Budget, Checkpointing, Error, EvalPoint, LogRange, LrSchedule, Metric, Model, Observer,
-    OptimizerConfig, SearchSpace, Status, StepBudget, SweepPlan, Target, TrainConfig, WorkloadKind,
-    train, train_resumable,
+    Budget, Checkpointing, DatasetName, Error, EvalPoint, LogRange, LrSchedule, Metric, Model,
+    Observer, OptimizerConfig, SearchSpace, Status, StepBudget, SweepPlan, Target, TrainConfig,
+    Workload, WorkloadKind, train, train_resumable,
 };
+use bigbatch_data::vision::cifar;
 use bigbatch_data::{ImageClassification, ImageShape, Split, mnist};
+use bigbatch_models::Norm;
 use bigbatch_optim::{Accumulator, Params};
 use candle_core::Device;
 
@@ -22,6 +25,35 @@ fn write_tiny_mnist(dir: &Path, n: usize) -> Result<()> {
     let data = ImageClassification::new(ImageShape::new(1, 28, 28), pixels, labels, 10)?;
     for split in [Split::Train, Split::Test] {
         mnist::write_idx(&dir.join("mnist"), split, &data, false)?;
+    }
+    Ok(())
+}
+
+/// The same digits as Fashion-MNIST, and `n` CIFAR-10 records per file in the
+/// extracted binary layout (`cifar-10/cifar-10-batches-bin/*.bin`).
+fn write_tiny_datasets(dir: &Path, n: usize) -> Result<()> {
+    write_tiny_mnist(dir, n)?;
+    let fashion = dir.join("fashion-mnist");
+    std::fs::create_dir_all(&fashion)?;
+    for entry in std::fs::read_dir(dir.join("mnist"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), fashion.join(entry.file_name()))?;
+    }
+    let cifar = dir.join("cifar-10/cifar-10-batches-bin");
+    std::fs::create_dir_all(&cifar)?;
+    for (f, name) in cifar::Variant::Cifar10
+        .files(Split::Train)
+        .iter()
+        .chain(cifar::Variant::Cifar10.files(Split::Test))
+        .enumerate()
+    {
+        let records: Vec<u8> = (0..n)
+            .flat_map(|r| {
+                std::iter::once((r % 10) as u8)
+                    .chain((0..3072).map(move |p| ((p * 13 + r * 7 + f * 31) % 256) as u8))
+            })
+            .collect();
+        std::fs::write(cifar.join(name), records)?;
     }
     Ok(())
 }
@@ -70,7 +102,7 @@ fn training_stops_at_the_target_and_records_it() -> Result<()> {
     write_tiny_mnist(dir.path(), 20)?;
     let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
     let device = Device::Cpu;
-    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
     let mut cfg = TrainConfig::new(
         4,
         Budget::Steps(6),
@@ -97,7 +129,7 @@ fn a_huge_learning_rate_is_recorded_as_diverged() -> Result<()> {
     write_tiny_mnist(dir.path(), 20)?;
     let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
     let device = Device::Cpu;
-    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
     let mut cfg = TrainConfig::new(
         4,
         Budget::Steps(20),
@@ -123,7 +155,7 @@ fn accumulating_micro_batches_equals_the_big_batch() -> Result<()> {
     write_tiny_mnist(dir.path(), 20)?;
     let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
     let device = Device::Cpu;
-    let model = WorkloadKind::MnistLenet5.build_model(3, &device)?;
+    let model = WorkloadKind::MnistLenet5.build_model(3, Norm::Batch, &device)?;
     let params = Params::new(model.vars.vars());
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     let grads_of = |idx: &[usize], inputs: &mut Vec<f32>, labels: &mut Vec<u32>| -> Result<_> {
@@ -157,7 +189,7 @@ fn accumulating_micro_batches_equals_the_big_batch() -> Result<()> {
     // And through the loop: one step of batch 12 with micro-batches of 5 trains
     // like the plain batch of 12.
     let run = |micro: Option<usize>| -> Result<Vec<f32>> {
-        let model = WorkloadKind::MnistLenet5.build_model(3, &device)?;
+        let model = WorkloadKind::MnistLenet5.build_model(3, Norm::Batch, &device)?;
         let mut cfg = TrainConfig::new(
             12,
             Budget::Steps(2),
@@ -182,7 +214,7 @@ fn noise_scale_is_tracked_from_micro_batches() -> Result<()> {
     write_tiny_mnist(dir.path(), 20)?;
     let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
     let device = Device::Cpu;
-    let model = WorkloadKind::MnistLenet5.build_model(0, &device)?;
+    let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
     let mut cfg = TrainConfig::new(
         8,
         Budget::Steps(2),
@@ -195,6 +227,66 @@ fn noise_scale_is_tracked_from_micro_batches() -> Result<()> {
     let out = train(&model, &data, &cfg, &device, &mut ())?;
     let last = out.curve.last().context("no eval")?;
     assert!(last.b_simple.is_some() && last.b_simple_smoothed.is_some());
+    Ok(())
+}
+
+#[test]
+fn every_workload_loads_its_dataset_and_trains() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_datasets(dir.path(), 8)?;
+    let device = Device::Cpu;
+    for kind in WorkloadKind::ALL {
+        let workload = kind.workload();
+        let data = kind.load_data(dir.path())?;
+        // MNIST and Fashion-MNIST: four files; CIFAR-10: five train batches
+        // and the test batch.
+        let files = if workload.dataset == DatasetName::Cifar10 {
+            6
+        } else {
+            4
+        };
+        assert_eq!(data.digests.len(), files, "{kind:?}");
+        let channels = if workload.dataset == DatasetName::Cifar10 {
+            3
+        } else {
+            1
+        };
+        assert_eq!(data.train.shape().channels, channels, "{kind:?}");
+        let mut cfg = TrainConfig::new(
+            8,
+            Budget::Steps(2),
+            OptimizerConfig::Sgd {
+                learning_rate: 0.01,
+            },
+        );
+        cfg.target = Some(workload.target);
+        cfg.ghost_batch_size = kind.has_batch_norm().then_some(4);
+        let model = kind.build_model(0, cfg.norm(), &device)?;
+        assert_eq!(
+            model.batch_norm.is_some(),
+            kind.has_batch_norm(),
+            "{kind:?}"
+        );
+        let out = train(&model, &data, &cfg, &device, &mut ())?;
+        assert!(
+            matches!(out.status, Status::Completed),
+            "{kind:?}: {:?}",
+            out.status
+        );
+        let last = out.curve.last().context("no evaluation")?;
+        assert!(
+            last.train_loss.is_finite() && last.test_loss.is_finite(),
+            "{kind:?}"
+        );
+    }
+    // Every workload is in the catalogue, with the published target.
+    let catalogue = Workload::catalogue();
+    assert_eq!(catalogue.len(), WorkloadKind::ALL.len());
+    let resnet8 = WorkloadKind::Cifar10Resnet8.workload();
+    assert_eq!(
+        (resnet8.target.metric, resnet8.target.threshold),
+        (Metric::TestError, 0.30)
+    );
     Ok(())
 }
 
@@ -214,6 +306,82 @@ fn weights(model: &Model) -> Result<Vec<(String, Vec<f32>)>> {
         .into_iter()
         .map(|(name, v)| Ok((name, v.as_tensor().flatten_all()?.to_vec1::<f32>()?)))
         .collect()
+}
+
+fn parameters(model: &Model) -> Result<Vec<f32>> {
+    let mut all = Vec::new();
+    for (_, v) in model.vars.vars() {
+        all.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(all)
+}
+
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn ghost_batch_norm_is_chosen_in_the_config_and_behaves_as_defined() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 32)?;
+    let workload = WorkloadKind::MnistKeskarF1;
+    let data = workload.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let run = |ghost: Option<usize>, micro: Option<usize>| -> Result<(Vec<EvalPoint>, Vec<f32>)> {
+        // Two steps at a small rate: rounding differences between the two
+        // summation orders grow fast through five batch norms of 4 examples
+        // (at rate 0.05 they reach 1% by step 4), so the comparison is kept
+        // to where they are still rounding-sized.
+        let mut cfg = TrainConfig::new(
+            8,
+            Budget::Steps(2),
+            OptimizerConfig::Momentum {
+                learning_rate: 0.02,
+                momentum: 0.9,
+            },
+        );
+        cfg.eval_every_steps = 1;
+        cfg.ghost_batch_size = ghost;
+        cfg.micro_batch_size = micro;
+        let model = workload.build_model(2, cfg.norm(), &device)?;
+        let out = train(&model, &data, &cfg, &device, &mut ())?;
+        Ok((out.curve, parameters(&model)?))
+    };
+    // One virtual batch per batch is ordinary batch norm, bit for bit.
+    let ordinary = run(None, None)?;
+    assert_eq!(run(Some(8), None)?, ordinary);
+
+    // Virtual batches of 4: each normalised alone, so the batch's loss and
+    // gradient are the means of its two halves', exactly what accumulating
+    // micro-batches of 4 computes (up to summation order). The running
+    // statistics, hence test losses, are averaged differently: not compared.
+    let (ghost_curve, ghost_weights) = run(Some(4), None)?;
+    let (micro_curve, micro_weights) = run(None, Some(4))?;
+    assert!(max_rel_diff(&ghost_weights, &micro_weights) < 1e-5);
+    for (g, m) in ghost_curve.iter().zip(&micro_curve) {
+        assert!((g.train_loss - m.train_loss).abs() < 1e-5 * m.train_loss);
+    }
+    // ... and not what the whole batch's statistics give.
+    assert!(max_rel_diff(&ghost_weights, &ordinary.1) > 1e-3);
+
+    // A model built for other statistics, or a ghost size for a model without
+    // batch norm, is refused.
+    let mut cfg = TrainConfig::new(
+        8,
+        Budget::Steps(1),
+        OptimizerConfig::Sgd { learning_rate: 0.1 },
+    );
+    cfg.ghost_batch_size = Some(4);
+    let plain = workload.build_model(2, Norm::Batch, &device)?;
+    let err = train(&plain, &data, &cfg, &device, &mut ()).expect_err("mismatched batch norm");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(matches!(
+        WorkloadKind::MnistLenet5.build_model(0, cfg.norm(), &device),
+        Err(Error::Config(_))
+    ));
+    Ok(())
 }
 
 #[test]
@@ -239,7 +407,7 @@ fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<(
         final_fraction: 0.1,
         decay_fraction: 1.0,
     };
-    let straight_model = WorkloadKind::MnistLenet5.build_model(5, &device)?;
+    let straight_model = WorkloadKind::MnistLenet5.build_model(5, Norm::Batch, &device)?;
     let straight = train(&straight_model, &data, &cfg, &device, &mut ())?;
     assert_eq!(straight.noise_scale.len(), 7);
 
@@ -248,14 +416,14 @@ fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<(
         every_steps: 3,
     };
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let model = WorkloadKind::MnistLenet5.build_model(5, &device)?;
+        let model = WorkloadKind::MnistLenet5.build_model(5, Norm::Batch, &device)?;
         train_resumable(&model, &data, &cfg, &device, &mut CrashAt(5), Some(&ckpt))
     }));
     assert!(crashed.is_err(), "the run did not stop at step 5");
     assert!(ckpt.path.exists());
 
     // Another seed's initialisation: every weight must come from the checkpoint.
-    let resumed_model = WorkloadKind::MnistLenet5.build_model(99, &device)?;
+    let resumed_model = WorkloadKind::MnistLenet5.build_model(99, Norm::Batch, &device)?;
     let resumed = train_resumable(&resumed_model, &data, &cfg, &device, &mut (), Some(&ckpt))?;
     assert_eq!(resumed.status, straight.status);
     assert_eq!(resumed.curve, straight.curve);
@@ -265,7 +433,7 @@ fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<(
     // A checkpoint of another configuration is refused, naming the file.
     let mut other = cfg.clone();
     other.seed = 1;
-    let model = WorkloadKind::MnistLenet5.build_model(1, &device)?;
+    let model = WorkloadKind::MnistLenet5.build_model(1, Norm::Batch, &device)?;
     let err = train_resumable(&model, &data, &other, &device, &mut (), Some(&ckpt))
         .err()
         .context("resumed another run's checkpoint")?;
@@ -304,6 +472,7 @@ fn tiny_plan() -> SweepPlan {
         evals_per_trial: 2,
         eval_batch_size: 20,
         micro_batch_size: None,
+        ghost_batch_size: None,
         checkpoint_every_steps: Some(1),
     }
 }

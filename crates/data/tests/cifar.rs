@@ -117,6 +117,10 @@ fn reads_archives_and_extracted_files_pixel_by_pixel() -> Result<(), Error> {
         for split in [Split::Train, Split::Test] {
             check(&archive, variant, split)?; // the archive itself
             check(dir.path(), variant, split)?; // a directory holding it
+            assert_eq!(
+                cifar::source_files(dir.path(), variant, split)?,
+                std::slice::from_ref(&archive)
+            );
         }
         let extracted = tempdir();
         for (name, bytes) in &members {
@@ -127,6 +131,15 @@ fn reads_archives_and_extracted_files_pixel_by_pixel() -> Result<(), Error> {
         for split in [Split::Train, Split::Test] {
             check(extracted.path(), variant, split)?;
             check(&extracted.path().join(variant.member_dir()), variant, split)?;
+            let expected: Vec<PathBuf> = variant
+                .files(split)
+                .iter()
+                .map(|f| extracted.path().join(variant.member_dir()).join(f))
+                .collect();
+            assert_eq!(
+                cifar::source_files(extracted.path(), variant, split)?,
+                expected
+            );
         }
     }
     Ok(())

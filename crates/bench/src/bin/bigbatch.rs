@@ -163,7 +163,7 @@ struct TrainArgs {
     /// What to train.
     #[arg(long, value_enum, default_value = "mnist-lenet5")]
     workload: WorkloadKind,
-    /// Directory holding the datasets (`<dir>/mnist/…`).
+    /// Directory holding the datasets (`<dir>/mnist/…`, `<dir>/cifar-10/…`).
     #[arg(long, env = "BIGBATCH_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Where to write the run record.
@@ -205,6 +205,10 @@ struct TrainArgs {
     /// Track the gradient noise scale B_simple from the micro-batches.
     #[arg(long, requires = "micro_batch_size")]
     track_noise_scale: bool,
+    /// Ghost batch norm: normalise each group of this many examples alone
+    /// (workloads with batch norm only).
+    #[arg(long)]
+    ghost_batch_size: Option<usize>,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     /// Seed of initialisation and data order.
@@ -430,11 +434,14 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
     });
     config.micro_batch_size = args.micro_batch_size;
     config.track_noise_scale = args.track_noise_scale;
+    config.ghost_batch_size = args.ghost_batch_size;
     config.eval_batch_size = args.eval_batch_size;
     config.eval_every_steps = args
         .eval_every_steps
         .unwrap_or_else(|| config.steps_per_epoch(data.train.len()).max(1));
-    let model = args.workload.build_model(args.seed, &device)?;
+    let model = args
+        .workload
+        .build_model(args.seed, config.norm(), &device)?;
     tracing::info!(
         workload = ?args.workload,
         train = data.train.len(),

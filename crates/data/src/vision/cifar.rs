@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
@@ -232,28 +232,61 @@ pub fn read_records(path: &Path, variant: Variant, split: Split) -> Result<Recor
         fine: Vec::new(),
         coarse: Vec::new(),
     };
+    match locate(path, variant, split)? {
+        Source::Archive(archive) => read_archive(&archive, variant, files, &mut records)?,
+        Source::Files(paths) => {
+            for file_path in paths {
+                let file =
+                    File::open(&file_path).map_err(|source| missing_or_io(&file_path, source))?;
+                let len = file
+                    .metadata()
+                    .map_err(|source| Error::io(&file_path, source))?
+                    .len();
+                let mut reader = BufReader::with_capacity(1 << 16, file);
+                read_member(&file_path, &mut reader, len, variant, &mut records)
+                    .map_err(|error| classify(error, &file_path, &Flags::default()))?;
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The files [`load`] reads for `split` of `variant` at `path` (see [`load`]):
+/// the archive, or the extracted `.bin` files in record order. For provenance
+/// (checksums of exactly what was read).
+///
+/// # Errors
+///
+/// [`Error::MissingFile`] if neither the files nor the archive are found.
+pub fn source_files(path: &Path, variant: Variant, split: Split) -> Result<Vec<PathBuf>, Error> {
+    Ok(match locate(path, variant, split)? {
+        Source::Archive(archive) => vec![archive],
+        Source::Files(files) => files,
+    })
+}
+
+/// Where a split's records are read from.
+enum Source {
+    Archive(PathBuf),
+    Files(Vec<PathBuf>),
+}
+
+/// Resolves `path` as [`load`] documents: an archive file, extracted files
+/// (preferred), or an archive in the directory.
+fn locate(path: &Path, variant: Variant, split: Split) -> Result<Source, Error> {
+    let files = variant.files(split);
     if path.is_file() {
-        return read_archive(path, variant, files, &mut records).map(|()| records);
+        return Ok(Source::Archive(path.to_owned()));
     }
     let candidates = [path.join(variant.member_dir()), path.to_owned()];
     if let Some(dir) = candidates.iter().find(|dir| dir.join(files[0]).is_file()) {
-        for name in files {
-            let file_path = dir.join(name);
-            let file =
-                File::open(&file_path).map_err(|source| missing_or_io(&file_path, source))?;
-            let len = file
-                .metadata()
-                .map_err(|source| Error::io(&file_path, source))?
-                .len();
-            let mut reader = BufReader::with_capacity(1 << 16, file);
-            read_member(&file_path, &mut reader, len, variant, &mut records)
-                .map_err(|error| classify(error, &file_path, &Flags::default()))?;
-        }
-        return Ok(records);
+        return Ok(Source::Files(
+            files.iter().map(|name| dir.join(name)).collect(),
+        ));
     }
     let archive = path.join(variant.archive_name());
     if archive.is_file() {
-        return read_archive(&archive, variant, files, &mut records).map(|()| records);
+        return Ok(Source::Archive(archive));
     }
     Err(Error::MissingFile {
         path: path.join(variant.member_dir()).join(files[0]),
