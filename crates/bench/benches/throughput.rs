@@ -21,7 +21,7 @@ use bigbatch_models::layers::{Linear, linear};
 use bigbatch_models::{
     CifarResNet, CifarResNetConfig, LeNet5, LeNet5Config, Network, Shortcut, VarStore,
 };
-use bigbatch_optim::{Optimizer, Params, softmax_cross_entropy};
+use bigbatch_optim::{Fused, Optimizer, Params, softmax_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use clap::{Parser, ValueEnum};
 
@@ -99,7 +99,12 @@ fn main() -> Result<()> {
         let vars = VarStore::new(0);
         let (net, [c, h, w]) = build(args.model, &vars)?;
         let params = Params::new(vars.vars());
-        let mut opt = Optimizer::new(bigbatch_optim::momentum(0.01, 0.9), &params)?;
+        // As the training loop builds it: momentum, updated in place.
+        let rule = Fused::Momentum {
+            beta: 0.9,
+            nesterov: false,
+        };
+        let mut opt = Optimizer::fused(rule, 0.01, &params)?;
         let x = Tensor::randn(0f32, 1., (batch, c, h, w), &Device::Cpu)?;
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
         let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;

@@ -7,7 +7,7 @@ use bigbatch_data::{Batches, ImageClassification, Normalization};
 use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
 use bigbatch_optim::schedule::Polynomial;
-use bigbatch_optim::{Accumulator, Boxed, Optimizer, Params, Schedule, Tree, boxed};
+use bigbatch_optim::{Accumulator, Fused, Optimizer, Params, Schedule, Tree};
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -49,22 +49,36 @@ impl OptimizerConfig {
         }
     }
 
-    /// The transform this configuration names, its learning rate following
-    /// `schedule` over a run of `total_steps`.
+    /// The named optimizer this configuration is.
+    pub fn rule(&self) -> Fused {
+        match *self {
+            OptimizerConfig::Sgd { .. } => Fused::Sgd,
+            OptimizerConfig::Momentum { momentum, .. } => Fused::Momentum {
+                beta: momentum,
+                nesterov: false,
+            },
+            OptimizerConfig::Nesterov { momentum, .. } => Fused::Momentum {
+                beta: momentum,
+                nesterov: true,
+            },
+        }
+    }
+
+    /// The optimizer for `params`, its learning rate following `schedule`
+    /// over a run of `total_steps`: [`Optimizer::fused`], so on the CPU each
+    /// update is one in-place pass over every parameter.
     ///
     /// # Errors
-    /// [`Error::Config`] for schedule parameters out of range.
-    pub fn build(&self, schedule: &LrSchedule, total_steps: u64) -> Result<Boxed> {
+    /// [`Error::Config`] for schedule parameters out of range; the optimizer
+    /// crate's error for an invalid momentum.
+    pub fn build(
+        &self,
+        schedule: &LrSchedule,
+        total_steps: u64,
+        params: &Params,
+    ) -> Result<Optimizer> {
         let lr = schedule.build(self.learning_rate(), total_steps)?;
-        Ok(match *self {
-            OptimizerConfig::Sgd { .. } => boxed(bigbatch_optim::sgd(lr)),
-            OptimizerConfig::Momentum { momentum, .. } => {
-                boxed(bigbatch_optim::momentum(lr, momentum))
-            }
-            OptimizerConfig::Nesterov { momentum, .. } => {
-                boxed(bigbatch_optim::nesterov(lr, momentum))
-            }
-        })
+        Ok(Optimizer::fused(self.rule(), lr, params)?)
     }
 }
 
@@ -389,7 +403,7 @@ pub fn train_resumable(
     let params = Params::new(model.vars.vars());
     let steps_per_epoch = cfg.steps_per_epoch(data.train.len());
     let total_steps = cfg.total_steps(data.train.len());
-    let mut optimizer = Optimizer::new(cfg.optimizer.build(&cfg.schedule, total_steps)?, &params)?;
+    let mut optimizer = cfg.optimizer.build(&cfg.schedule, total_steps, &params)?;
     let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
     if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
         state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;

@@ -12,10 +12,10 @@
 use std::hint::black_box;
 
 use bigbatch_optim::{
-    AdamConfig, LambConfig, LarsConfig, Transform, Tree, adam, adamw, boxed, lamb, lars, mask,
-    momentum, sgd,
+    AdamConfig, Fused, LambConfig, LarsConfig, Optimizer, Params, Transform, Tree, adam, adamw,
+    boxed, lamb, lars, mask, momentum, sgd,
 };
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// torchvision ResNet-50 parameter shapes, named as in its `state_dict`.
@@ -127,6 +127,47 @@ fn bench_updates(c: &mut Criterion) {
                 let p = params.zip_map(&u, |_, p, u| Ok((p + u)?)).expect("apply");
                 black_box((p, s))
             })
+        });
+    }
+
+    // The same updates in place (`Optimizer::fused`): one pass per parameter.
+    let vars = Params::new(params.iter().map(|(name, t)| {
+        let var = Var::from_tensor(t).expect("var");
+        (name.to_owned(), var)
+    }));
+    let fused = [
+        ("sgd", Fused::Sgd, 3),
+        (
+            "momentum",
+            Fused::Momentum {
+                beta: 0.9,
+                nesterov: false,
+            },
+            5,
+        ),
+        ("adam", Fused::Adam(AdamConfig::default()), 7),
+        (
+            "adamw",
+            Fused::AdamW {
+                cfg: AdamConfig::default(),
+                weight_decay: 0.01,
+                mask: mask::all(),
+            },
+            7,
+        ),
+    ];
+    for (name, rule, tensors) in fused {
+        group.throughput(criterion::Throughput::Bytes((tensors * n * 4) as u64));
+        let lr = if matches!(rule, Fused::Sgd | Fused::Momentum { .. }) {
+            0.1
+        } else {
+            1e-3
+        };
+        let mut opt = Optimizer::fused(rule, lr, &vars).expect("fused optimizer");
+        // Allocate the state outside the timing, as torch_optim.py does.
+        opt.step(&vars, grads.clone()).expect("step");
+        group.bench_function(format!("{name}_fused"), |b| {
+            b.iter(|| opt.step(&vars, grads.clone()).expect("step"))
         });
     }
     group.finish();

@@ -7,7 +7,9 @@
 //! (bounded) trust ratio to any of them. [`mask`] chooses which parameters a
 //! transform touches; [`schedule`] holds learning-rate schedules.
 //! [`Optimizer`] binds a transform to a model's [`Params`] for use in a
-//! training loop, and saves its state to safetensors.
+//! training loop, and saves its state to safetensors; [`Optimizer::fused`]
+//! runs the most used named optimizers ([`Fused`]) in place, one pass per
+//! parameter, bit for bit equal to their chains.
 //!
 //! ```
 //! use bigbatch_optim::{nesterov, Optimizer, Params};
@@ -25,6 +27,7 @@
 mod accumulate;
 mod alias;
 mod error;
+mod fused;
 mod layerwise;
 mod loss;
 pub mod mask;
@@ -42,6 +45,7 @@ pub use alias::{
     Sgd, adagrad, adam, adamw, lamb, lars, momentum, nesterov, rmsprop, sgd,
 };
 pub use error::{Error, Result};
+pub use fused::Fused;
 pub use layerwise::{Layerwise, layerwise};
 pub use loss::{softmax_cross_entropy, softmax_cross_entropy_composed};
 pub use mask::{Mask, Masked, MaskedState, masked};

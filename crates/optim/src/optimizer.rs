@@ -1,8 +1,14 @@
 //! [`Optimizer`]: a transform and its state, applied to a model's [`Params`].
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::{Boxed, BoxedState, Error, OptState, Params, Result, Transform, Tree, boxed};
+use candle_core::DType;
+
+use crate::fused::FusedUpdate;
+use crate::{
+    Boxed, BoxedState, Error, Fused, OptState, Params, Result, Schedule, Transform, Tree, boxed,
+};
 
 /// A transform bound to its state: the stateful convenience a training loop wants.
 ///
@@ -20,11 +26,21 @@ use crate::{Boxed, BoxedState, Error, OptState, Params, Result, Transform, Tree,
 /// assert!(w.as_tensor().to_vec1::<f32>()?[0].abs() < 1e-3);
 /// # Ok(()) }
 /// ```
+///
+/// [`Optimizer::fused`] runs the most used named optimizers as one in-place
+/// pass per parameter on the CPU (see [`Fused`]): same updates, same state
+/// file, a fraction of the memory traffic.
 #[derive(Debug)]
 pub struct Optimizer {
-    transform: Boxed,
-    state: BoxedState,
+    engine: Engine,
     steps: u64,
+}
+
+/// How updates are computed: the composed transform, or its fused form.
+#[derive(Debug)]
+enum Engine {
+    Composed { transform: Boxed, state: BoxedState },
+    Fused(FusedUpdate),
 }
 
 impl Optimizer {
@@ -36,10 +52,57 @@ impl Optimizer {
         let transform = boxed(transform);
         let state = transform.init(&params.tree())?;
         Ok(Self {
-            transform,
-            state,
+            engine: Engine::Composed { transform, state },
             steps: 0,
         })
+    }
+
+    /// The named optimizer `rule` with learning rate `learning_rate`, run in
+    /// place: one pass over each parameter, its gradient and its state per
+    /// step, when every parameter is an f32 tensor on the CPU; otherwise the
+    /// composed chain [`Fused::chain`]. Either way the updates and the saved
+    /// state are those of the chain ([`crate::sgd`], [`crate::momentum`], …).
+    ///
+    /// ```
+    /// use bigbatch_optim::{Fused, Optimizer, Params};
+    /// use candle_core::{Device, Var};
+    /// # fn main() -> Result<(), bigbatch_optim::Error> {
+    /// let w = Var::new(&[3f32], &Device::Cpu)?;
+    /// let params = Params::new([("w".to_string(), w.clone())]);
+    /// let rule = Fused::Momentum { beta: 0.5, nesterov: false };
+    /// let mut opt = Optimizer::fused(rule, 0.1, &params)?;
+    /// for _ in 0..100 {
+    ///     let loss = w.as_tensor().sqr()?.sum_all()?;
+    ///     opt.step(&params, params.grads(&loss.backward()?)?)?;
+    /// }
+    /// assert!(w.as_tensor().to_vec1::<f32>()?[0].abs() < 1e-3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] as the chain's `init` reports it; a
+    /// candle error from allocating state.
+    pub fn fused(
+        rule: Fused,
+        learning_rate: impl Schedule + 'static,
+        params: &Params,
+    ) -> Result<Self> {
+        let schedule: Arc<dyn Schedule> = Arc::new(learning_rate);
+        let in_place = params
+            .iter()
+            .all(|(_, v)| v.device().is_cpu() && v.dtype() == DType::F32);
+        if !in_place {
+            return Self::new(rule.chain(schedule), params);
+        }
+        Ok(Self {
+            engine: Engine::Fused(FusedUpdate::new(rule, schedule, &params.tree())?),
+            steps: 0,
+        })
+    }
+
+    /// Whether updates run in place ([`Optimizer::fused`] on the CPU).
+    pub fn is_fused(&self) -> bool {
+        matches!(self.engine, Engine::Fused(_))
     }
 
     /// The number of updates applied so far.
@@ -52,10 +115,15 @@ impl Optimizer {
     /// # Errors
     /// [`Error::TreeMismatch`] if `grads` and `params` disagree on names, or a candle error.
     pub fn step(&mut self, params: &Params, grads: Tree) -> Result<()> {
-        let values = params.tree();
-        let (updates, state) = self.transform.update(grads, self.state.clone(), &values)?;
-        params.apply(&updates)?;
-        self.state = state;
+        match &mut self.engine {
+            Engine::Composed { transform, state } => {
+                let values = params.tree();
+                let (updates, next) = transform.update(grads, state.clone(), &values)?;
+                params.apply(&updates)?;
+                *state = next;
+            }
+            Engine::Fused(fused) => fused.step(params, &grads)?,
+        }
         self.steps += 1;
         Ok(())
     }
@@ -67,7 +135,10 @@ impl Optimizer {
     pub fn state_tree(&self) -> Result<Tree> {
         let mut out = Tree::new();
         self.steps.save("steps", &mut out)?;
-        self.state.save("state", &mut out)?;
+        match &self.engine {
+            Engine::Composed { state, .. } => state.save("state", &mut out)?,
+            Engine::Fused(fused) => fused.save("state", &mut out)?,
+        }
         Ok(out)
     }
 
@@ -76,11 +147,20 @@ impl Optimizer {
     /// # Errors
     /// [`Error::StateMismatch`] if a tensor is missing or misshapen.
     pub fn load_state_tree(&mut self, saved: &Tree) -> Result<()> {
-        let mut state = self.state.clone();
-        state.load("state", saved)?;
         let mut steps = 0;
         steps.load("steps", saved)?;
-        self.state = state;
+        match &mut self.engine {
+            Engine::Composed { state, .. } => {
+                let mut loaded = state.clone();
+                loaded.load("state", saved)?;
+                *state = loaded;
+            }
+            Engine::Fused(fused) => {
+                let mut loaded = fused.clone();
+                loaded.load("state", saved)?;
+                *fused = loaded;
+            }
+        }
         self.steps = steps;
         Ok(())
     }

@@ -197,6 +197,19 @@ impl<T: Transform + 'static> DynTransform for T {
     }
 }
 
+impl BoxedState {
+    /// The state as its concrete type.
+    pub(crate) fn downcast<S: 'static>(self) -> Result<S> {
+        self.0
+            .into_any()
+            .downcast::<S>()
+            .map(|s| *s)
+            .map_err(|_| Error::StateMismatch {
+                reason: "boxed state belongs to a different transform".into(),
+            })
+    }
+}
+
 impl Clone for BoxedState {
     fn clone(&self) -> Self {
         BoxedState(self.0.clone_box())
