@@ -104,8 +104,8 @@ fn bench_updates(c: &mut Criterion) {
             boxed(adamw(1e-3, AdamConfig::default(), 0.01, mask::all())),
             4 + 3,
         ),
-        ("lars", boxed(lars(0.1, lars_cfg)), 3 + 2),
-        ("lamb", boxed(lamb(1e-3, lamb_cfg)), 4 + 3),
+        ("lars", boxed(lars(0.1, lars_cfg.clone())), 3 + 2),
+        ("lamb", boxed(lamb(1e-3, lamb_cfg.clone())), 4 + 3),
     ];
     let mut group = c.benchmark_group("resnet50_update");
     group.sample_size(10);
@@ -155,10 +155,12 @@ fn bench_updates(c: &mut Criterion) {
             },
             7,
         ),
+        ("lars", Fused::Lars(lars_cfg), 5),
+        ("lamb", Fused::Lamb(lamb_cfg), 7),
     ];
     for (name, rule, tensors) in fused {
         group.throughput(criterion::Throughput::Bytes((tensors * n * 4) as u64));
-        let lr = if matches!(rule, Fused::Sgd | Fused::Momentum { .. }) {
+        let lr = if matches!(rule, Fused::Sgd | Fused::Momentum { .. } | Fused::Lars(_)) {
             0.1
         } else {
             1e-3

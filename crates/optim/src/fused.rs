@@ -1,4 +1,4 @@
-//! In-place CPU updates for the most used named optimizers.
+//! In-place CPU updates for the named optimizers.
 //!
 //! Composed from candle ops, one step of [`crate::adam`] makes several passes
 //! over every parameter-sized tensor and allocates a fresh tensor for each op
@@ -13,10 +13,16 @@
 //! | `Momentum` | [`crate::momentum`], [`crate::nesterov`] | read `g`, `m`, `w`; write `m`, `w`: 20 |
 //! | `Adam` | [`crate::adam`] | read `g`, `m`, `v`, `w`; write `m`, `v`, `w`: 28 |
 //! | `AdamW` | [`crate::adamw`] | as Adam |
+//! | `Lars` | [`crate::lars`] | read `w`, `g` for the norms, then as momentum: 28 |
+//! | `Lamb` | [`crate::lamb`] | Adam's pass taking `‖w‖`, `‖u‖`; read `m`, `v`, `w`, write `w`: 40 |
 //!
 //! The fused update is the chain's arithmetic in the chain's order, in f32
-//! with the same f64 → f32 coefficients, and its state *is* the chain's state
-//! value: a checkpoint written by one loads into the other. On other devices
+//! with the same f64 → f32 coefficients, so SGD, momentum, Adam and AdamW
+//! agree with their chains bit for bit; LARS and LAMB take their per-tensor
+//! norms in f64 (fixed 16-lane partial sums per chunk, added in chunk order,
+//! so the result does not depend on the thread count) where the chain sums in
+//! f32, and agree to rounding. The state *is* the chain's state value: a
+//! checkpoint written by one loads into the other. On other devices
 //! or dtypes [`Optimizer::fused`] runs the chain itself. `tests/fused.rs`
 //! checks every rule against its chain.
 //!
@@ -30,11 +36,13 @@ use rayon::prelude::*;
 
 use crate::mask::{Mask, MaskedState};
 use crate::{
-    AdamConfig, AdamState, Boxed, Error, OptState, Params, Result, Schedule, Transform, Tree, adam,
-    adamw, boxed, momentum, nesterov, sgd,
+    AdamConfig, AdamState, Boxed, Error, LambConfig, LarsConfig, OptState, Params, Result,
+    Schedule, Transform, Tree, TrustRatioConfig, adam, adamw, boxed, lamb, lars, momentum,
+    nesterov, sgd,
 };
 
-/// A named optimizer that [`crate::Optimizer::fused`] runs in place.
+/// A named optimizer that [`crate::Optimizer::fused`] runs in place, with
+/// the hyperparameters of its constructor.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Fused {
@@ -60,6 +68,10 @@ pub enum Fused {
         /// Which parameters decay.
         mask: Mask,
     },
+    /// [`crate::lars`]: decay, LARS trust ratio, learning rate, momentum.
+    Lars(LarsConfig),
+    /// [`crate::lamb`]: Adam, decoupled decay, LAMB trust ratio, learning rate.
+    Lamb(LambConfig),
 }
 
 impl Fused {
@@ -81,6 +93,8 @@ impl Fused {
                 weight_decay,
                 mask,
             } => boxed(adamw(schedule, *cfg, *weight_decay, mask.clone())),
+            Fused::Lars(cfg) => boxed(lars(schedule, cfg.clone())),
+            Fused::Lamb(cfg) => boxed(lamb(schedule, cfg.clone())),
         }
     }
 }
@@ -92,6 +106,8 @@ enum State {
     Momentum((Tree, u64)),
     Adam((AdamState, u64)),
     AdamW((AdamState, MaskedState<()>, u64)),
+    Lars((MaskedState<()>, MaskedState<()>, MaskedState<()>, u64, Tree)),
+    Lamb((AdamState, MaskedState<()>, MaskedState<()>, u64)),
 }
 
 impl State {
@@ -105,7 +121,8 @@ impl State {
         match self {
             State::Sgd(_) => Ok(()),
             State::Momentum((trace, _)) => own(trace),
-            State::Adam((adam, _)) | State::AdamW((adam, _, _)) => {
+            State::Lars((.., trace)) => own(trace),
+            State::Adam((adam, _)) | State::AdamW((adam, _, _)) | State::Lamb((adam, ..)) => {
                 own(&mut adam.mu)?;
                 own(&mut adam.nu)
             }
@@ -121,6 +138,8 @@ impl OptState for State {
             State::Momentum(s) => s.save(prefix, &mut tree)?,
             State::Adam(s) => s.save(prefix, &mut tree)?,
             State::AdamW(s) => s.save(prefix, &mut tree)?,
+            State::Lars(s) => s.save(prefix, &mut tree)?,
+            State::Lamb(s) => s.save(prefix, &mut tree)?,
         }
         // Copies: the tensors here are updated in place by the next step.
         for (name, t) in tree.iter() {
@@ -135,6 +154,8 @@ impl OptState for State {
             State::Momentum(s) => s.load(prefix, saved)?,
             State::Adam(s) => s.load(prefix, saved)?,
             State::AdamW(s) => s.load(prefix, saved)?,
+            State::Lars(s) => s.load(prefix, saved)?,
+            State::Lamb(s) => s.load(prefix, saved)?,
         }
         self.own()
     }
@@ -166,6 +187,8 @@ impl FusedUpdate {
             Fused::Momentum { .. } => State::Momentum(init.downcast()?),
             Fused::Adam(_) => State::Adam(init.downcast()?),
             Fused::AdamW { .. } => State::AdamW(init.downcast()?),
+            Fused::Lars(_) => State::Lars(init.downcast()?),
+            Fused::Lamb(_) => State::Lamb(init.downcast()?),
         };
         Ok(Self {
             rule,
@@ -227,6 +250,51 @@ impl FusedUpdate {
                 for (name, w, g) in pairs(params, grads)? {
                     let decay = decayed.selected().contains(name) && *weight_decay != 0.0;
                     adam_step(name, w, &g, adam, &k, decay.then_some(*weight_decay as f32))?;
+                }
+                adam.count += 1;
+                *count += 1;
+            }
+            (Fused::Lars(cfg), State::Lars((decay, ratio, ratio0, count, trace))) => {
+                let neg_lr = neg(self.schedule.at(*count));
+                for (name, w, g) in pairs(params, grads)? {
+                    let decayed = decay.selected().contains(name);
+                    let lambda = if decayed { cfg.weight_decay } else { 0.0 };
+                    // The ratio of the chain's masked trust-ratio step for this
+                    // parameter, if any: with λ for decayed ones, without otherwise.
+                    let form = (ratio.selected().contains(name)
+                        || ratio0.selected().contains(name))
+                    .then(|| {
+                        TrustRatioConfig {
+                            eps: cfg.eps,
+                            ..TrustRatioConfig::lars(cfg.eta, lambda)
+                        }
+                        .with_bounds(cfg.min_ratio, cfg.max_ratio)
+                    });
+                    let k = LarsStep {
+                        lambda: (decayed && cfg.weight_decay != 0.0)
+                            .then_some(cfg.weight_decay as f32),
+                        form,
+                        mu: cfg.momentum as f32,
+                        nesterov: cfg.nesterov,
+                        neg_lr,
+                    };
+                    match trace.get(name) {
+                        Some(m) => open(m, |m| update(w, &g, |w, g| k.run(w, Some(m), g)))?,
+                        None => update(w, &g, |w, g| k.run(w, None, g))?,
+                    }
+                }
+                *count += 1;
+            }
+            (Fused::Lamb(cfg), State::Lamb((adam, decay, ratio, count))) => {
+                let k = AdamCoefficients::new(&cfg.adam, adam.count + 1, self.schedule.at(*count));
+                for (name, w, g) in pairs(params, grads)? {
+                    let decayed = decay.selected().contains(name) && cfg.weight_decay != 0.0;
+                    let lambda = decayed.then_some(cfg.weight_decay as f32);
+                    if ratio.selected().contains(name) {
+                        lamb_step(name, w, &g, adam, &k, lambda, &cfg.trust_ratio)?;
+                    } else {
+                        adam_step(name, w, &g, adam, &k, lambda)?;
+                    }
                 }
                 adam.count += 1;
                 *count += 1;
@@ -418,6 +486,258 @@ fn adam_chunk<const DECAY: bool>(
         }
         *w += u * k.neg_lr;
     }
+}
+
+/// One LAMB update of one parameter: Adam's moments and `u = m̂/(√v̂ + ε) (+ λw)`
+/// with `‖u‖` and `‖w‖` in a first pass, `w ← w − η(t)·r·u` in a second
+/// (recomputing `u` from the stored moments rather than storing it).
+fn lamb_step(
+    name: &str,
+    w: &Tensor,
+    g: &Tensor,
+    state: &AdamState,
+    k: &AdamCoefficients,
+    decay: Option<f32>,
+    trust: &TrustRatioConfig,
+) -> Result<()> {
+    let (mu, nu) = (moment(&state.mu, name)?, moment(&state.nu, name)?);
+    let lambda = decay.unwrap_or(0.0);
+    let step = open(mu, |m| {
+        open(nu, |v| {
+            update(w, g, |w, g| {
+                same_len(w, m)?;
+                same_len(w, v)?;
+                // Pass 1: moments, then the squared norms of w and u per chunk.
+                let rows = w.par_chunks(CHUNK).zip(m.par_chunks_mut(CHUNK));
+                let rows = rows.zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
+                let partial: Vec<(f64, f64)> = rows
+                    .map(|(((w, m), v), g)| {
+                        let mut sums = (0.0, 0.0);
+                        wide(
+                            #[inline(always)]
+                            || {
+                                moments(m, v, g, k);
+                                sums = if decay.is_some() {
+                                    lamb_norms::<true>(w, m, v, k, lambda)
+                                } else {
+                                    lamb_norms::<false>(w, m, v, k, lambda)
+                                };
+                            },
+                        );
+                        sums
+                    })
+                    .collect();
+                let (w_sq, u_sq) = sum_pairs(&partial);
+                let r = trust.ratio(w_sq.sqrt(), u_sq.sqrt()) as f32;
+                // Pass 2: w ← w + (−η)·(r·u), u recomputed from the new moments.
+                let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK));
+                rows.zip(v.par_chunks(CHUNK)).for_each(|((w, m), v)| {
+                    wide(
+                        #[inline(always)]
+                        || {
+                            for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+                                let mut u = adam_direction(m, v, k);
+                                if decay.is_some() {
+                                    u += *w * lambda;
+                                }
+                                if r != 1.0 {
+                                    u *= r;
+                                }
+                                *w += u * k.neg_lr;
+                            }
+                        },
+                    )
+                });
+                Ok(())
+            })
+        })
+    });
+    Ok(step?)
+}
+
+/// Adam's moment updates on one chunk.
+#[inline(always)]
+fn moments(m: &mut [f32], v: &mut [f32], g: &[f32], k: &AdamCoefficients) {
+    for ((m, v), &g) in m.iter_mut().zip(v).zip(g) {
+        *m = g * k.one_minus_b1 + *m * k.b1;
+        *v = (g * g) * k.one_minus_b2 + *v * k.b2;
+    }
+}
+
+/// `m̂/(√v̂ + ε)` from the updated moments, as the chain computes it.
+#[inline(always)]
+fn adam_direction(m: f32, v: f32, k: &AdamCoefficients) -> f32 {
+    m / ((v * k.inv_bc2 + k.eps_root).sqrt() * k.bc1 + k.eps_bc1)
+}
+
+/// Lanes of the f64 norm accumulators: wide enough to vectorise, fixed so
+/// that the sums do not depend on the thread count.
+const LANES: usize = 16;
+
+/// `(‖w‖², ‖u‖²)` of one chunk, `u = m̂/(√v̂ + ε) (+ λw)`, accumulated in f64.
+#[inline(always)]
+fn lamb_norms<const DECAY: bool>(
+    w: &[f32],
+    m: &[f32],
+    v: &[f32],
+    k: &AdamCoefficients,
+    lambda: f32,
+) -> (f64, f64) {
+    let u = |w: f32, m: f32, v: f32| {
+        let u = adam_direction(m, v, k);
+        if DECAY { u + w * lambda } else { u }
+    };
+    let (mut ws, mut us) = ([0f64; LANES], [0f64; LANES]);
+    let (wb, mb, vb) = (
+        w.chunks_exact(LANES),
+        m.chunks_exact(LANES),
+        v.chunks_exact(LANES),
+    );
+    let (wr, mr, vr) = (wb.remainder(), mb.remainder(), vb.remainder());
+    for ((w, m), v) in wb.zip(mb).zip(vb) {
+        for i in 0..LANES {
+            let ui = u(w[i], m[i], v[i]);
+            ws[i] += f64::from(w[i]) * f64::from(w[i]);
+            us[i] += f64::from(ui) * f64::from(ui);
+        }
+    }
+    for (i, ((&w, &m), &v)) in wr.iter().zip(mr).zip(vr).enumerate() {
+        let ui = u(w, m, v);
+        ws[i] += f64::from(w) * f64::from(w);
+        us[i] += f64::from(ui) * f64::from(ui);
+    }
+    (ws.iter().sum(), us.iter().sum())
+}
+
+/// `(‖a‖², ‖b‖²)` of one chunk, accumulated in f64.
+#[inline(always)]
+fn squared_norms(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let (mut x, mut y) = ([0f64; LANES], [0f64; LANES]);
+    let (ab, bb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ab.remainder(), bb.remainder());
+    for (a, b) in ab.zip(bb) {
+        for i in 0..LANES {
+            x[i] += f64::from(a[i]) * f64::from(a[i]);
+            y[i] += f64::from(b[i]) * f64::from(b[i]);
+        }
+    }
+    for (i, (&a, &b)) in ar.iter().zip(br).enumerate() {
+        x[i] += f64::from(a) * f64::from(a);
+        y[i] += f64::from(b) * f64::from(b);
+    }
+    (x.iter().sum(), y.iter().sum())
+}
+
+/// Chunk sums added in chunk order: the same total on any number of threads.
+fn sum_pairs(partial: &[(f64, f64)]) -> (f64, f64) {
+    partial
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
+}
+
+/// One parameter's LARS step (see [`crate::lars`]).
+struct LarsStep {
+    /// `λ` if this parameter decays.
+    lambda: Option<f32>,
+    /// The trust ratio's form, if this parameter adapts.
+    form: Option<TrustRatioConfig>,
+    mu: f32,
+    nesterov: bool,
+    neg_lr: f32,
+}
+
+impl LarsStep {
+    /// `r` from `‖w‖`, `‖g‖` (pass 1, only if adapting), then
+    /// `m ← (−η)·r·(g + λw) + μm`, `w ← w + m` (pass 2; no trace when `μ = 0`).
+    fn run(&self, w: &mut [f32], m: Option<&mut [f32]>, g: &[f32]) -> candle_core::Result<()> {
+        let r = match &self.form {
+            None => 1.0,
+            Some(form) => {
+                let partial: Vec<(f64, f64)> = w
+                    .par_chunks(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .map(|(w, g)| {
+                        let mut sums = (0.0, 0.0);
+                        wide(
+                            #[inline(always)]
+                            || sums = squared_norms(w, g),
+                        );
+                        sums
+                    })
+                    .collect();
+                let (w_sq, g_sq) = sum_pairs(&partial);
+                form.ratio(w_sq.sqrt(), g_sq.sqrt()) as f32
+            }
+        };
+        let lambda = self.lambda.unwrap_or(0.0);
+        let (mu, neg_lr) = (self.mu, self.neg_lr);
+        match (m, self.lambda.is_some(), self.nesterov) {
+            (None, false, _) => descend::<false>(w, g, lambda, r, neg_lr),
+            (None, true, _) => descend::<true>(w, g, lambda, r, neg_lr),
+            (Some(m), decays, nesterov) => {
+                same_len(w, m)?;
+                let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK));
+                rows.zip(g.par_chunks(CHUNK))
+                    .for_each(|((w, m), g)| match (decays, nesterov) {
+                        (false, false) => {
+                            lars_chunk::<false, false>(w, m, g, lambda, r, mu, neg_lr)
+                        }
+                        (false, true) => lars_chunk::<false, true>(w, m, g, lambda, r, mu, neg_lr),
+                        (true, false) => lars_chunk::<true, false>(w, m, g, lambda, r, mu, neg_lr),
+                        (true, true) => lars_chunk::<true, true>(w, m, g, lambda, r, mu, neg_lr),
+                    });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// LARS's step direction `(−η)·r·(g + λw)`; `r · u` is exact for `r = 1`, so
+/// multiplying always is the chain's skip-at-1 bit for bit.
+#[inline(always)]
+fn lars_direction<const DECAY: bool>(w: f32, g: f32, lambda: f32, r: f32, neg_lr: f32) -> f32 {
+    let u = if DECAY { g + w * lambda } else { g };
+    (u * r) * neg_lr
+}
+
+/// LARS without momentum: `w ← w + (−η)·r·(g + λw)`.
+fn descend<const DECAY: bool>(w: &mut [f32], g: &[f32], lambda: f32, r: f32, neg_lr: f32) {
+    w.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(w, g)| {
+            wide(
+                #[inline(always)]
+                || {
+                    for (w, &g) in w.iter_mut().zip(g) {
+                        *w += lars_direction::<DECAY>(*w, g, lambda, r, neg_lr);
+                    }
+                },
+            )
+        });
+}
+
+/// LARS with momentum on one chunk: `m ← u + μm`, `w ← w + m` (Nesterov:
+/// `w ← w + u + μm`), `u` the step direction.
+#[inline(always)]
+fn lars_chunk<const DECAY: bool, const NESTEROV: bool>(
+    w: &mut [f32],
+    m: &mut [f32],
+    g: &[f32],
+    lambda: f32,
+    r: f32,
+    mu: f32,
+    neg_lr: f32,
+) {
+    wide(
+        #[inline(always)]
+        || {
+            for ((w, m), &g) in w.iter_mut().zip(m).zip(g) {
+                let u = lars_direction::<DECAY>(*w, g, lambda, r, neg_lr);
+                *m = u + *m * mu;
+                *w += if NESTEROV { u + *m * mu } else { *m };
+            }
+        },
+    )
 }
 
 fn moment<'a>(tree: &'a Tree, name: &str) -> Result<&'a Tensor> {

@@ -27,8 +27,8 @@ use crate::{
 /// # Ok(()) }
 /// ```
 ///
-/// [`Optimizer::fused`] runs the most used named optimizers as one in-place
-/// pass per parameter on the CPU (see [`Fused`]): same updates, same state
+/// [`Optimizer::fused`] runs the named optimizers as in-place passes over
+/// each parameter on the CPU (see [`Fused`]): same updates, same state
 /// file, a fraction of the memory traffic.
 #[derive(Debug)]
 pub struct Optimizer {
@@ -40,7 +40,7 @@ pub struct Optimizer {
 #[derive(Debug)]
 enum Engine {
     Composed { transform: Boxed, state: BoxedState },
-    Fused(FusedUpdate),
+    Fused(Box<FusedUpdate>),
 }
 
 impl Optimizer {
@@ -59,7 +59,8 @@ impl Optimizer {
 
     /// The named optimizer `rule` with learning rate `learning_rate`, run in
     /// place: one pass over each parameter, its gradient and its state per
-    /// step, when every parameter is an f32 tensor on the CPU; otherwise the
+    /// step (two for LARS and LAMB, which need norms first), when every
+    /// parameter is an f32 tensor on the CPU; otherwise the
     /// composed chain [`Fused::chain`]. Either way the updates and the saved
     /// state are those of the chain ([`crate::sgd`], [`crate::momentum`], …).
     ///
@@ -95,7 +96,7 @@ impl Optimizer {
             return Self::new(rule.chain(schedule), params);
         }
         Ok(Self {
-            engine: Engine::Fused(FusedUpdate::new(rule, schedule, &params.tree())?),
+            engine: Engine::Fused(Box::new(FusedUpdate::new(rule, schedule, &params.tree())?)),
             steps: 0,
         })
     }

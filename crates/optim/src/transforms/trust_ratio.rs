@@ -99,7 +99,7 @@ impl TrustRatioConfig {
     }
 
     /// The ratio from the norms, with the zero-norm fallback and the bounds.
-    fn ratio(&self, w_norm: f64, u_norm: f64) -> f64 {
+    pub(crate) fn ratio(&self, w_norm: f64, u_norm: f64) -> f64 {
         let (num, den, other) = match self.form {
             TrustRatio::Lamb => (w_norm, u_norm + self.eps, u_norm),
             TrustRatio::Lars { eta, weight_decay } => (
