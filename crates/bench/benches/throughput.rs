@@ -25,6 +25,12 @@ use bigbatch_optim::{Fused, Optimizer, Params, softmax_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use clap::{Parser, ValueEnum};
 
+/// mimalloc keeps freed pages for reuse: a training step's activations and
+/// gradients are freed and reallocated at the same sizes every step, and
+/// glibc's allocator returns them to the OS and faults them back in.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ModelName {
     Lenet5,

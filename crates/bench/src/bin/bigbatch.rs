@@ -20,6 +20,12 @@ use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// mimalloc keeps freed pages for reuse: a training step's activations and
+/// gradients are freed and reallocated at the same sizes every step, and
+/// glibc's allocator returns them to the OS and faults them back in.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "bigbatch training jobs")]
 struct Cli {
