@@ -440,25 +440,39 @@ fn adam_step(
     k: &AdamCoefficients,
     decay: Option<f32>,
 ) -> Result<()> {
+    with_moments(name, w, g, state, |w, m, v, g| {
+        let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK));
+        let rows = rows.zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
+        rows.for_each(|(((w, m), v), g)| match decay {
+            None => wide(
+                #[inline(always)]
+                || adam_chunk::<false>(w, m, v, g, k, 0.0),
+            ),
+            Some(lambda) => wide(
+                #[inline(always)]
+                || adam_chunk::<true>(w, m, v, g, k, lambda),
+            ),
+        });
+        Ok(())
+    })
+}
+
+/// Runs `f(w, m, v, g)` with the parameter `name` and its Adam moments open
+/// for writing in place.
+fn with_moments(
+    name: &str,
+    w: &Tensor,
+    g: &Tensor,
+    state: &AdamState,
+    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32], &[f32]) -> candle_core::Result<()>,
+) -> Result<()> {
     let (mu, nu) = (moment(&state.mu, name)?, moment(&state.nu, name)?);
     let step = open(mu, |m| {
         open(nu, |v| {
             update(w, g, |w, g| {
                 same_len(w, m)?;
                 same_len(w, v)?;
-                let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK));
-                let rows = rows.zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
-                rows.for_each(|(((w, m), v), g)| match decay {
-                    None => wide(
-                        #[inline(always)]
-                        || adam_chunk::<false>(w, m, v, g, k, 0.0),
-                    ),
-                    Some(lambda) => wide(
-                        #[inline(always)]
-                        || adam_chunk::<true>(w, m, v, g, k, lambda),
-                    ),
-                });
-                Ok(())
+                f(w, m, v, g)
             })
         })
     });
@@ -477,10 +491,8 @@ fn adam_chunk<const DECAY: bool>(
     lambda: f32,
 ) {
     for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
-        *m = g * k.one_minus_b1 + *m * k.b1;
-        *v = (g * g) * k.one_minus_b2 + *v * k.b2;
-        let denom = (*v * k.inv_bc2 + k.eps_root).sqrt() * k.bc1 + k.eps_bc1;
-        let mut u = *m / denom;
+        moment_update(m, v, g, k);
+        let mut u = adam_direction(*m, *v, k);
         if DECAY {
             u += *w * lambda;
         }
@@ -500,68 +512,66 @@ fn lamb_step(
     decay: Option<f32>,
     trust: &TrustRatioConfig,
 ) -> Result<()> {
-    let (mu, nu) = (moment(&state.mu, name)?, moment(&state.nu, name)?);
     let lambda = decay.unwrap_or(0.0);
-    let step = open(mu, |m| {
-        open(nu, |v| {
-            update(w, g, |w, g| {
-                same_len(w, m)?;
-                same_len(w, v)?;
-                // Pass 1: moments, then the squared norms of w and u per chunk.
-                let rows = w.par_chunks(CHUNK).zip(m.par_chunks_mut(CHUNK));
-                let rows = rows.zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
-                let partial: Vec<(f64, f64)> = rows
-                    .map(|(((w, m), v), g)| {
-                        let mut sums = (0.0, 0.0);
-                        wide(
-                            #[inline(always)]
-                            || {
-                                moments(m, v, g, k);
-                                sums = if decay.is_some() {
-                                    lamb_norms::<true>(w, m, v, k, lambda)
-                                } else {
-                                    lamb_norms::<false>(w, m, v, k, lambda)
-                                };
-                            },
-                        );
-                        sums
-                    })
-                    .collect();
-                let (w_sq, u_sq) = sum_pairs(&partial);
-                let r = trust.ratio(w_sq.sqrt(), u_sq.sqrt()) as f32;
-                // Pass 2: w ← w + (−η)·(r·u), u recomputed from the new moments.
-                let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK));
-                rows.zip(v.par_chunks(CHUNK)).for_each(|((w, m), v)| {
-                    wide(
-                        #[inline(always)]
-                        || {
-                            for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
-                                let mut u = adam_direction(m, v, k);
-                                if decay.is_some() {
-                                    u += *w * lambda;
-                                }
-                                if r != 1.0 {
-                                    u *= r;
-                                }
-                                *w += u * k.neg_lr;
-                            }
-                        },
-                    )
-                });
-                Ok(())
+    with_moments(name, w, g, state, |w, m, v, g| {
+        // Pass 1: moments, then the squared norms of w and u per chunk.
+        let rows = w.par_chunks(CHUNK).zip(m.par_chunks_mut(CHUNK));
+        let rows = rows.zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
+        let partial: Vec<(f64, f64)> = rows
+            .map(|(((w, m), v), g)| {
+                let mut sums = (0.0, 0.0);
+                wide(
+                    #[inline(always)]
+                    || {
+                        moments(m, v, g, k);
+                        sums = if decay.is_some() {
+                            lamb_norms::<true>(w, m, v, k, lambda)
+                        } else {
+                            lamb_norms::<false>(w, m, v, k, lambda)
+                        };
+                    },
+                );
+                sums
             })
-        })
-    });
-    Ok(step?)
+            .collect();
+        let (w_sq, u_sq) = sum_pairs(&partial);
+        let r = trust.ratio(w_sq.sqrt(), u_sq.sqrt()) as f32;
+        // Pass 2: w ← w + (−η)·(r·u), u recomputed from the new moments.
+        let rows = w.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK));
+        rows.zip(v.par_chunks(CHUNK)).for_each(|((w, m), v)| {
+            wide(
+                #[inline(always)]
+                || {
+                    for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+                        let mut u = adam_direction(m, v, k);
+                        if decay.is_some() {
+                            u += *w * lambda;
+                        }
+                        if r != 1.0 {
+                            u *= r;
+                        }
+                        *w += u * k.neg_lr;
+                    }
+                },
+            )
+        });
+        Ok(())
+    })
 }
 
 /// Adam's moment updates on one chunk.
 #[inline(always)]
 fn moments(m: &mut [f32], v: &mut [f32], g: &[f32], k: &AdamCoefficients) {
     for ((m, v), &g) in m.iter_mut().zip(v).zip(g) {
-        *m = g * k.one_minus_b1 + *m * k.b1;
-        *v = (g * g) * k.one_minus_b2 + *v * k.b2;
+        moment_update(m, v, g, k);
     }
+}
+
+/// `m ← (1 − β₁)g + β₁m`, `v ← (1 − β₂)g² + β₂v`, as the chain's `affine`s.
+#[inline(always)]
+fn moment_update(m: &mut f32, v: &mut f32, g: f32, k: &AdamCoefficients) {
+    *m = g * k.one_minus_b1 + *m * k.b1;
+    *v = (g * g) * k.one_minus_b2 + *v * k.b2;
 }
 
 /// `m̂/(√v̂ + ε)` from the updated moments, as the chain computes it.
