@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn chart_is_valid_svg_with_title_and_labels() -> Result<()> {
-        let dir = tempfile_dir()?;
+        let dir = tempfile_dir("chart")?;
         let path = dir.join("c.svg");
         let series = [
             Series {
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn log_log_chart_skips_non_positive_points() -> Result<()> {
-        let dir = tempfile_dir()?.join("loglog");
+        let dir = tempfile_dir("loglog")?;
         let path = dir.join("s.svg");
         let series = [
             Series {
@@ -311,8 +311,10 @@ mod tests {
         Ok(())
     }
 
-    fn tempfile_dir() -> Result<std::path::PathBuf> {
-        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+    /// A directory of this test's own: tests run in parallel, and each
+    /// removes its directory at the end.
+    fn tempfile_dir(test: &str) -> Result<std::path::PathBuf> {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
