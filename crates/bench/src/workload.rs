@@ -45,6 +45,13 @@ pub enum Architecture {
     KeskarF1,
 }
 
+impl Architecture {
+    /// Whether the model has batch-norm layers.
+    pub fn has_batch_norm(self) -> bool {
+        matches!(self, Architecture::Resnet8 | Architecture::KeskarF1)
+    }
+}
+
 /// The training loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -245,10 +252,7 @@ impl WorkloadKind {
 
     /// Whether the model has batch-norm layers (and so takes a ghost batch size).
     pub fn has_batch_norm(self) -> bool {
-        matches!(
-            self,
-            WorkloadKind::Cifar10Resnet8 | WorkloadKind::MnistKeskarF1
-        )
+        self.workload().model.has_batch_norm()
     }
 
     /// Loads the workload's dataset from `data_dir` (`mnist/`,

@@ -210,23 +210,24 @@ impl FusedUpdate {
     /// One update of every parameter in place.
     pub(crate) fn step(&mut self, params: &Params, grads: &Tree) -> Result<()> {
         params.tree().check_same_names(grads)?;
+        let pairs = pairs(params, grads)?;
         match (&self.rule, &mut self.state) {
             (Fused::Sgd, State::Sgd((count,))) => {
                 let lr = neg(self.schedule.at(*count));
-                for (_, w, g) in pairs(params, grads)? {
-                    update(w, &g, |w, g| sgd_kernel(w, g, lr))?;
+                for &(_, w, ref g) in &pairs {
+                    update(w, g, |w, g| sgd_kernel(w, g, lr))?;
                 }
                 *count += 1;
             }
             (&Fused::Momentum { beta, nesterov }, State::Momentum((trace, count))) => {
                 let lr = neg(self.schedule.at(*count));
                 let mu = beta as f32;
-                for (name, w, g) in pairs(params, grads)? {
+                for &(name, w, ref g) in &pairs {
                     match trace.get(name) {
                         // μ = 0: the chain keeps no trace.
-                        None => update(w, &g, |w, g| sgd_kernel(w, g, lr))?,
+                        None => update(w, g, |w, g| sgd_kernel(w, g, lr))?,
                         Some(m) => open(m, |m| {
-                            update(w, &g, |w, g| momentum_kernel(w, m, g, mu, lr, nesterov))
+                            update(w, g, |w, g| momentum_kernel(w, m, g, mu, lr, nesterov))
                         })?,
                     }
                 }
@@ -234,8 +235,8 @@ impl FusedUpdate {
             }
             (Fused::Adam(cfg), State::Adam((adam, count))) => {
                 let k = AdamCoefficients::new(cfg, adam.count + 1, self.schedule.at(*count));
-                for (name, w, g) in pairs(params, grads)? {
-                    adam_step(name, w, &g, adam, &k, None)?;
+                for &(name, w, ref g) in &pairs {
+                    adam_step(name, w, g, adam, &k, None)?;
                 }
                 adam.count += 1;
                 *count += 1;
@@ -247,16 +248,16 @@ impl FusedUpdate {
                 State::AdamW((adam, decayed, count)),
             ) => {
                 let k = AdamCoefficients::new(cfg, adam.count + 1, self.schedule.at(*count));
-                for (name, w, g) in pairs(params, grads)? {
+                for &(name, w, ref g) in &pairs {
                     let decay = decayed.selected().contains(name) && *weight_decay != 0.0;
-                    adam_step(name, w, &g, adam, &k, decay.then_some(*weight_decay as f32))?;
+                    adam_step(name, w, g, adam, &k, decay.then_some(*weight_decay as f32))?;
                 }
                 adam.count += 1;
                 *count += 1;
             }
             (Fused::Lars(cfg), State::Lars((decay, ratio, ratio0, count, trace))) => {
                 let neg_lr = neg(self.schedule.at(*count));
-                for (name, w, g) in pairs(params, grads)? {
+                for &(name, w, ref g) in &pairs {
                     let decayed = decay.selected().contains(name);
                     let lambda = if decayed { cfg.weight_decay } else { 0.0 };
                     // The ratio of the chain's masked trust-ratio step for this
@@ -279,21 +280,21 @@ impl FusedUpdate {
                         neg_lr,
                     };
                     match trace.get(name) {
-                        Some(m) => open(m, |m| update(w, &g, |w, g| k.run(w, Some(m), g)))?,
-                        None => update(w, &g, |w, g| k.run(w, None, g))?,
+                        Some(m) => open(m, |m| update(w, g, |w, g| k.run(w, Some(m), g)))?,
+                        None => update(w, g, |w, g| k.run(w, None, g))?,
                     }
                 }
                 *count += 1;
             }
             (Fused::Lamb(cfg), State::Lamb((adam, decay, ratio, count))) => {
                 let k = AdamCoefficients::new(&cfg.adam, adam.count + 1, self.schedule.at(*count));
-                for (name, w, g) in pairs(params, grads)? {
+                for &(name, w, ref g) in &pairs {
                     let decayed = decay.selected().contains(name) && cfg.weight_decay != 0.0;
                     let lambda = decayed.then_some(cfg.weight_decay as f32);
                     if ratio.selected().contains(name) {
-                        lamb_step(name, w, &g, adam, &k, lambda, &cfg.trust_ratio)?;
+                        lamb_step(name, w, g, adam, &k, lambda, &cfg.trust_ratio)?;
                     } else {
-                        adam_step(name, w, &g, adam, &k, lambda)?;
+                        adam_step(name, w, g, adam, &k, lambda)?;
                     }
                 }
                 adam.count += 1;
