@@ -142,6 +142,14 @@ impl Geometry {
     fn image(&self) -> (usize, usize) {
         (self.c * self.h * self.w, self.o * self.p())
     }
+    /// For stride 1 and "same" padding (`H'·W'` rows as wide as the input's),
+    /// window offset `(a, b)` reads the input plane shifted by one flat
+    /// offset: `col[i] = x[i + shift]` wherever the window is inside.
+    fn shift(&self, a: usize, b: usize) -> Option<isize> {
+        let p = self.cfg.padding as isize;
+        (self.cfg.stride == 1 && self.ow == self.w)
+            .then(|| (a as isize - p) * self.w as isize + (b as isize - p))
+    }
     /// Whether `col(X) = X` (1×1, stride 1, no padding).
     fn direct(&self) -> bool {
         self.k == 1 && self.cfg.stride == 1 && self.cfg.padding == 0
@@ -241,6 +249,17 @@ fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
         for a in 0..k {
             for b in 0..k {
                 let Some(row) = rows.next() else { return };
+                if let Some(shift) = g.shift(a, b) {
+                    // One shifted copy of the plane, then the border zeroed.
+                    let (ys, xs) = (valid_range(a, h, oh, s, p), valid_range(b, w, ow, s, p));
+                    let span = clipped(ys, ow, shift, plane.len());
+                    if !span.is_empty() {
+                        let from = span.start.wrapping_add_signed(shift);
+                        row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                    }
+                    zero_outside(row, ys, xs, ow);
+                    continue;
+                }
                 let (lo, hi) = valid_range(b, w, ow, s, p);
                 for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
                     let iy = (oy * s + a) as isize - p as isize;
@@ -254,14 +273,7 @@ fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
                     if lo == hi {
                         continue;
                     }
-                    let x0 = lo * s + b - p;
-                    if s == 1 {
-                        dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
-                    } else {
-                        for (d, v) in dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(s)) {
-                            *d = *v;
-                        }
-                    }
+                    gather(&mut dst[lo..hi], &src[lo * s + b - p..], s);
                 }
             }
         }
@@ -269,15 +281,30 @@ fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
 }
 
 /// Adds `col` `(C/G·k², H'·W')` back onto the image group `dx` `(C/G, H, W)`:
-/// the adjoint of [`im2col`].
-fn col2im<T: WithDType>(col: &[T], dx: &mut [T], g: &Geometry) {
+/// the adjoint of [`im2col`]. `col` is scratch: its entries that fall outside
+/// the image are zeroed on the way.
+fn col2im<T: WithDType>(col: &mut [T], dx: &mut [T], g: &Geometry) {
     let (h, w, k, oh, ow) = (g.h, g.w, g.k, g.oh, g.ow);
     let (s, p) = (g.cfg.stride, g.cfg.padding);
-    let mut rows = col.chunks_exact(oh * ow);
+    let mut rows = col.chunks_exact_mut(oh * ow);
     for plane in dx.chunks_exact_mut(h * w) {
         for a in 0..k {
             for b in 0..k {
                 let Some(row) = rows.next() else { return };
+                if let Some(shift) = g.shift(a, b) {
+                    // Zero what falls outside, then one shifted add of the
+                    // plane: a zeroed entry lands on a valid pixel or is cut.
+                    let (ys, xs) = (valid_range(a, h, oh, s, p), valid_range(b, w, ow, s, p));
+                    zero_outside(row, ys, xs, ow);
+                    let span = clipped(ys, ow, shift, plane.len());
+                    if !span.is_empty() {
+                        let to = span.start.wrapping_add_signed(shift);
+                        for (d, v) in plane[to..to + span.len()].iter_mut().zip(&row[span]) {
+                            *d += *v;
+                        }
+                    }
+                    continue;
+                }
                 let (lo, hi) = valid_range(b, w, ow, s, p);
                 if lo >= hi {
                     continue;
@@ -288,19 +315,85 @@ fn col2im<T: WithDType>(col: &[T], dx: &mut [T], g: &Geometry) {
                         continue;
                     }
                     let dst = &mut plane[iy as usize * w..][..w];
-                    let x0 = lo * s + b - p;
-                    if s == 1 {
-                        for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
-                            *d += *v;
-                        }
-                    } else {
-                        for (d, v) in dst[x0..].iter_mut().step_by(s).zip(&src[lo..hi]) {
-                            *d += *v;
-                        }
-                    }
+                    scatter_add(&mut dst[lo * s + b - p..], &src[lo..hi], s);
                 }
             }
         }
+    }
+}
+
+/// `dst[j] = src[j·s]`. Strides 1 and 2 (every strided layer of our models)
+/// get loops the compiler vectorises.
+#[inline(always)]
+fn gather<T: WithDType>(dst: &mut [T], src: &[T], s: usize) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    match s {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            for (d, pair) in dst[..last].iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            dst[last] = src[2 * last];
+        }
+        _ => {
+            for (d, v) in dst.iter_mut().zip(src.iter().step_by(s)) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+/// `dst[j·s] += src[j]`: the adjoint of [`gather`].
+#[inline(always)]
+fn scatter_add<T: WithDType>(dst: &mut [T], src: &[T], s: usize) {
+    let Some(last) = src.len().checked_sub(1) else {
+        return;
+    };
+    match s {
+        1 => {
+            for (d, v) in dst[..src.len()].iter_mut().zip(src) {
+                *d += *v;
+            }
+        }
+        2 => {
+            for (pair, v) in dst.chunks_exact_mut(2).zip(&src[..last]) {
+                pair[0] += *v;
+            }
+            dst[2 * last] += src[last];
+        }
+        _ => {
+            for (d, v) in dst.iter_mut().step_by(s).zip(src) {
+                *d += *v;
+            }
+        }
+    }
+}
+
+/// The flat output positions `[ys.0·ow, ys.1·ow)` of the valid rows, cut so
+/// that `i + shift` stays inside a plane of `len` elements. Whatever is cut
+/// lies in a column outside the image (a valid position maps inside). Empty,
+/// possibly with a start past the plane, when nothing is inside.
+fn clipped(ys: (usize, usize), ow: usize, shift: isize, len: usize) -> std::ops::Range<usize> {
+    let start = (ys.0 * ow).max(shift.unsigned_abs() * usize::from(shift < 0));
+    let end = (ys.1 * ow).min(if shift > 0 {
+        len.saturating_sub(shift as usize)
+    } else {
+        len
+    });
+    start..end.max(start)
+}
+
+/// Zeros the rows outside `[ys.0, ys.1)` and, within them, the columns
+/// outside `[xs.0, xs.1)` of an `(H', W')` plane.
+fn zero_outside<T: WithDType>(row: &mut [T], ys: (usize, usize), xs: (usize, usize), ow: usize) {
+    let zero = T::zero();
+    row[..ys.0 * ow].fill(zero);
+    row[ys.1 * ow..].fill(zero);
+    for line in row[ys.0 * ow..ys.1 * ow].chunks_exact_mut(ow) {
+        line[..xs.0].fill(zero);
+        line[xs.1..].fill(zero);
     }
 }
 
@@ -467,7 +560,7 @@ fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> 
                     matmul([kk, p, og], dxg, lhs, Mat::rows(dyg, p), false, par);
                 } else {
                     matmul([kk, p, og], &mut dcol, lhs, Mat::rows(dyg, p), false, par);
-                    col2im(&dcol, dxg, g);
+                    col2im(&mut dcol, dxg, g);
                 }
             }
         }
@@ -480,41 +573,56 @@ fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
     let size = g.o * kk;
     let par = g.gemm_parallelism();
+    // Each group's block is accumulated transposed, `dWᵀ += col · dYᵀ`
+    // `(k²·C/G, O/G)`: gemm then packs the short `dY` and streams the long
+    // columns, where `dW += dY · colᵀ` would gather every column (stride
+    // `H'·W'`) into its packed layout for every image.
     let partial = |xs: &[T], dys: &[T]| -> Vec<T> {
-        let mut dw = vec![T::zero(); size];
+        let mut dwt = vec![T::zero(); size];
         let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
         for (xi, dyi) in xs.chunks_exact(x_image).zip(dys.chunks_exact(out_image)) {
             for grp in 0..g.cfg.groups {
                 let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
                 let cols = columns(xg, &mut col, g);
                 let dyg = &dyi[grp * og * p..][..og * p];
-                let dst = &mut dw[grp * og * kk..][..og * kk];
+                let dst = &mut dwt[grp * og * kk..][..og * kk];
                 matmul(
-                    [og, kk, p],
+                    [kk, og, p],
                     dst,
-                    Mat::rows(dyg, p),
-                    Mat::transposed(cols, p),
+                    Mat::rows(cols, p),
+                    Mat::transposed(dyg, p),
                     true,
                     par,
                 );
             }
         }
-        dw
+        dwt
     };
     let per = g.images_per_task();
-    if per >= g.n {
-        return partial(x, dy);
-    }
-    let parts: Vec<Vec<T>> = x
-        .par_chunks(per * x_image)
-        .zip(dy.par_chunks(per * out_image))
-        .map(|(xs, dys)| partial(xs, dys))
-        .collect();
-    let mut parts = parts.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); size]);
-    for part in parts {
-        for (d, v) in dw.iter_mut().zip(&part) {
-            *d += *v;
+    let dwt = if per >= g.n {
+        partial(x, dy)
+    } else {
+        let parts: Vec<Vec<T>> = x
+            .par_chunks(per * x_image)
+            .zip(dy.par_chunks(per * out_image))
+            .map(|(xs, dys)| partial(xs, dys))
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut dwt = parts.next().unwrap_or_else(|| vec![T::zero(); size]);
+        for part in parts {
+            for (d, v) in dwt.iter_mut().zip(&part) {
+                *d += *v;
+            }
+        }
+        dwt
+    };
+    // Each group's `(k²·C/G, O/G)` block back to `(O/G, k²·C/G)`.
+    let mut dw = vec![T::zero(); size];
+    for (src, dst) in dwt.chunks_exact(og * kk).zip(dw.chunks_exact_mut(og * kk)) {
+        for (r, row) in dst.chunks_exact_mut(kk).enumerate() {
+            for (c, d) in row.iter_mut().enumerate() {
+                *d = src[c * og + r];
+            }
         }
     }
     dw
@@ -680,6 +788,11 @@ mod tests {
             ([1, 2, 3, 3], 3, 5, cfg(3, 2, 1)),   // kernel larger than input
             ([2, 3, 10, 10], 4, 4, cfg(2, 1, 1)), // even kernel (VAE)
             ([5, 2, 4, 4], 2, 2, cfg(1, 0, 2)),
+            // Stride 1, "same" padding: the shifted-plane im2col and col2im.
+            ([2, 3, 8, 8], 4, 3, cfg(1, 1, 1)), // ResNet 3×3
+            ([1, 2, 1, 6], 3, 3, cfg(1, 1, 1)), // a single row
+            ([2, 2, 5, 3], 4, 5, cfg(1, 2, 2)), // kernel wider than the input, groups
+            ([1, 1, 2, 2], 1, 7, cfg(1, 3, 1)), // every window mostly padding
         ];
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..10 {
