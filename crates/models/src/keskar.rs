@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, dropout, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm};
-use crate::ops::{Pool2dConfig, max_pool2d};
+use crate::ops::{Pool2dConfig, max_pool2d, relu};
 use crate::{Error, Network, Result};
 
 fn check_input(model: &'static str, xs: &Tensor, expected: &[usize]) -> Result<()> {
@@ -124,7 +124,7 @@ impl Network for KeskarF1 {
         check_input("Keskar F1", &xs, &[self.cfg.input_dim])?;
         let mut xs = xs;
         for (fc, bn) in &self.hidden {
-            xs = bn.forward(&fc.forward(&xs)?, train)?.relu()?;
+            xs = relu(&bn.forward(&fc.forward(&xs)?, train)?)?;
         }
         self.out.forward(&xs)
     }
@@ -225,12 +225,12 @@ impl Network for KeskarShallow {
         check_input("Keskar C1/C3", xs, &[3, s, s])?;
         let mut xs = xs.clone();
         for (conv, bn) in &self.convs {
-            let ys = bn.forward(&conv.forward(&xs)?, train)?.relu()?;
+            let ys = relu(&bn.forward(&conv.forward(&xs)?, train)?)?;
             xs = max_pool2d(&ys, Pool2dConfig::new(3, 2, 1))?;
         }
         let p = self.cfg.dropout;
-        let xs = self.fc1.forward(&xs.flatten_from(1)?)?.relu()?;
-        let xs = self.fc2.forward(&dropout(&xs, p, train)?)?.relu()?;
+        let xs = relu(&self.fc1.forward(&xs.flatten_from(1)?)?)?;
+        let xs = relu(&self.fc2.forward(&dropout(&xs, p, train)?)?)?;
         self.fc3.forward(&dropout(&xs, p, train)?)
     }
 }
@@ -374,7 +374,7 @@ impl Network for KeskarDeep {
         for layer in &self.features {
             xs = match layer {
                 VggLayer::Conv { conv, bn, drop } => {
-                    let ys = bn.forward(&conv.forward(&xs)?, train)?.relu()?;
+                    let ys = relu(&bn.forward(&conv.forward(&xs)?, train)?)?;
                     dropout(&ys, *drop, train)?
                 }
                 VggLayer::Pool => max_pool2d(&xs, Pool2dConfig::new(2, 2, 0))?,
@@ -382,7 +382,7 @@ impl Network for KeskarDeep {
         }
         let p = if self.cfg.dropout { 0.5 } else { 0.0 };
         let xs = dropout(&xs.flatten_from(1)?, p, train)?;
-        let xs = self.bn.forward(&self.fc1.forward(&xs)?, train)?.relu()?;
+        let xs = relu(&self.bn.forward(&self.fc1.forward(&xs)?, train)?)?;
         self.fc2.forward(&dropout(&xs, p, train)?)
     }
 }

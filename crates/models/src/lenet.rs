@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, linear};
-use crate::ops::{Pool2dConfig, max_pool2d};
+use crate::ops::{Pool2dConfig, max_pool2d, relu};
 
 use crate::{Error, Network, Result};
 
@@ -95,11 +95,11 @@ impl Network for LeNet5 {
         // reaches the same first maximum, or nothing when it is ≤ 0), on a
         // quarter of the values.
         let pool = Pool2dConfig::new(2, 2, 0);
-        let xs = max_pool2d(&self.conv1.forward(xs)?, pool)?.relu()?;
-        let xs = max_pool2d(&self.conv2.forward(&xs)?, pool)?.relu()?;
+        let xs = relu(&max_pool2d(&self.conv1.forward(xs)?, pool)?)?;
+        let xs = relu(&max_pool2d(&self.conv2.forward(&xs)?, pool)?)?;
         let xs = xs.flatten_from(1)?;
-        let xs = self.fc1.forward(&xs)?.relu()?;
-        let xs = self.fc2.forward(&xs)?.relu()?;
+        let xs = relu(&self.fc1.forward(&xs)?)?;
+        let xs = relu(&self.fc2.forward(&xs)?)?;
         self.fc3.forward(&xs)
     }
 }

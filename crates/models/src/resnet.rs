@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, WeightInit, conv_cfg, conv2d_no_bias, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
-use crate::ops::{Pool2dConfig, max_pool2d};
+use crate::ops::{Pool2dConfig, add_relu, max_pool2d, relu};
 use crate::{Error, Network, Result};
 
 /// The residual block type.
@@ -203,14 +203,14 @@ impl Residual {
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             ys = bn.forward(&conv.forward(&ys)?, train)?;
             if i + 1 < n {
-                ys = ys.relu()?;
+                ys = relu(&ys)?;
             }
         }
         let short = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(xs)?, train)?,
             None => xs.clone(),
         };
-        Ok((ys + short)?.relu()?)
+        add_relu(&ys, &short)
     }
 }
 
@@ -289,7 +289,7 @@ impl Network for ResNet {
                 found: xs.dims().to_vec(),
             });
         }
-        let mut xs = self.bn1.forward(&self.conv1.forward(xs)?, train)?.relu()?;
+        let mut xs = relu(&self.bn1.forward(&self.conv1.forward(xs)?, train)?)?;
         if self.cfg.stem == Stem::ImageNet {
             xs = max_pool2d(&xs, Pool2dConfig::new(3, 2, 1))?;
         }

@@ -29,6 +29,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, linear};
+use crate::ops::relu;
 use crate::{Autoencoder, Error, Result};
 
 /// Configuration of [`SvhnVae`].
@@ -153,7 +154,7 @@ impl SvhnVae {
         }
         let mut h = xs.clone();
         for conv in &self.encoder {
-            h = conv.forward(&h)?.relu()?;
+            h = relu(&conv.forward(&h)?)?;
         }
         let h = h.flatten_from(1)?;
         Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
@@ -165,7 +166,7 @@ impl SvhnVae {
     /// A candle error if `z` has the wrong width.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let side = self.cfg.image_size / 8;
-        let mut h = self.decoder_fc.forward(z)?.relu()?.reshape((
+        let mut h = relu(&self.decoder_fc.forward(z)?)?.reshape((
             z.dim(0)?,
             self.cfg.channels[2],
             side,
@@ -175,7 +176,7 @@ impl SvhnVae {
             let (_, _, hh, ww) = h.dims4()?;
             h = conv.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?;
             if i + 1 < self.decoder.len() {
-                h = h.relu()?;
+                h = relu(&h)?;
             }
         }
         Ok(h)
