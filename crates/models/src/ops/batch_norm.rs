@@ -14,7 +14,7 @@
 //! (sums over everything but the channel, means per virtual batch and channel).
 //! Composed from candle ops, the same layer costs a dozen passes over the
 //! activations, several of them reductions over non-contiguous dimensions,
-//! which candle runs element by element; here it is three passes forward and
+//! which candle runs element by element; here it is two passes forward and
 //! two backward, statistics accumulated in `f64`. The statistics of the
 //! forward pass are kept for the backward pass and returned for the running
 //! averages. The composed reference is [`crate::norm::BatchNorm`]'s own path
@@ -189,7 +189,12 @@ where
     let range = |images: std::ops::Range<usize>| -> Vec<[f64; 2]> {
         images
             .flat_map(|i| (0..g.c).map(move |c| (i, c)))
-            .map(|(i, c)| f(i, c))
+            .map(|(i, c)| {
+                super::simd(
+                    #[inline(always)]
+                    || f(i, c),
+                )
+            })
             .collect()
     };
     let per = g.images_per_task();
@@ -213,6 +218,52 @@ where
     sums
 }
 
+/// Accumulator lanes of the `f64` sums: independent chains the compiler
+/// vectorises, in a fixed order (so sums do not depend on the thread count).
+const LANES: usize = 8;
+
+/// `[Σ (x − k), Σ (x − k)²]` in `f64`.
+#[inline(always)]
+fn shifted_moments<T: WithDType>(xs: &[T], k: f64) -> [f64; 2] {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let blocks = xs.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for l in 0..LANES {
+            let d = block[l].to_f64() - k;
+            s1[l] += d;
+            s2[l] += d * d;
+        }
+    }
+    for (l, v) in rest.iter().enumerate() {
+        let d = v.to_f64() - k;
+        s1[l] += d;
+        s2[l] += d * d;
+    }
+    [s1.iter().sum(), s2.iter().sum()]
+}
+
+/// `[Σ dy, Σ dy·(x − μ)]` in `f64`.
+#[inline(always)]
+fn gradient_sums<T: WithDType>(dy: &[T], x: &[T], mu: f64) -> [f64; 2] {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let (db, xb) = (dy.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (dr, xr) = (db.remainder(), xb.remainder());
+    for (d, x) in db.zip(xb) {
+        for l in 0..LANES {
+            let d = d[l].to_f64();
+            s1[l] += d;
+            s2[l] += d * (x[l].to_f64() - mu);
+        }
+    }
+    for (l, (d, x)) in dr.iter().zip(xr).enumerate() {
+        let d = d.to_f64();
+        s1[l] += d;
+        s2[l] += d * (x.to_f64() - mu);
+    }
+    [s1.iter().sum(), s2.iter().sum()]
+}
+
 /// Writes `out[image] = f(image, c, x values, out values)` per channel, in parallel over images.
 fn per_channel_map<T, F>(g: &Geometry, x: &[T], out: &mut [T], f: F)
 where
@@ -231,7 +282,10 @@ where
                 .zip(o.chunks_exact_mut(g.s))
                 .enumerate()
             {
-                f(first + i, c, vals, dst);
+                super::simd(
+                    #[inline(always)]
+                    || f(first + i, c, vals, dst),
+                );
             }
         }
     };
@@ -254,61 +308,59 @@ fn forward<T: WithDType>(
     eps: f64,
 ) -> (Vec<T>, Stats) {
     let values = |i: usize, c: usize| &x[(i * g.c + c) * g.s..][..g.s];
-    let sums = channel_sums(g, |i, c| {
-        [values(i, c).iter().map(|v| v.to_f64()).sum::<f64>(), 0.0]
-    });
-    let mean: Vec<f64> = sums
-        .iter()
-        .enumerate()
-        .map(|(i, s)| s[0] / g.count(i / g.c) as f64)
-        .collect();
-    let sq = channel_sums(g, |i, c| {
-        let mu = mean[(i / g.v) * g.c + c];
-        let ss = values(i, c)
-            .iter()
-            .map(|v| {
-                let d = v.to_f64() - mu;
-                d * d
-            })
-            .sum::<f64>();
-        [ss, 0.0]
-    });
-    let var: Vec<f64> = sq
-        .iter()
-        .enumerate()
-        .map(|(i, s)| s[0] / g.count(i / g.c) as f64)
-        .collect();
+    // One pass for both moments, shifted by a value of the same virtual batch
+    // and channel (its first) so that Σ(x − K)² − (Σ(x − K))²/m does not
+    // cancel the way Σx² − (Σx)²/m would when |μ| ≫ σ.
+    let shift = |j: usize, c: usize| x.get((j * g.v * g.c + c) * g.s).map_or(0.0, |v| v.to_f64());
+    let sums = channel_sums(
+        g,
+        #[inline(always)]
+        |i, c| shifted_moments(values(i, c), shift(i / g.v, c)),
+    );
+    let (mut mean, mut var) = (
+        Vec::with_capacity(sums.len()),
+        Vec::with_capacity(sums.len()),
+    );
+    for (j, [s1, s2]) in sums.iter().enumerate() {
+        let m = g.count(j / g.c) as f64;
+        let d = s1 / m;
+        mean.push(shift(j / g.c, j % g.c) + d);
+        var.push((s2 / m - d * d).max(0.0));
+    }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let mut y = vec![T::zero(); x.len()];
-    per_channel_map(g, x, &mut y, |i, c, vals, dst| {
-        let j = (i / g.v) * g.c + c;
-        // y = x·a + b with a = γ/σ, b = β − μ·a: one multiply-add per element.
-        let a = gamma[c].to_f64() * inv_std[j];
-        let b = beta[c].to_f64() - mean[j] * a;
-        let (a, b) = (T::from_f64(a), T::from_f64(b));
-        for (d, v) in dst.iter_mut().zip(vals) {
-            *d = *v * a + b;
-        }
-    });
+    per_channel_map(
+        g,
+        x,
+        &mut y,
+        #[inline(always)]
+        |i, c, vals, dst| {
+            let j = (i / g.v) * g.c + c;
+            // y = x·a + b with a = γ/σ, b = β − μ·a: one multiply-add per element.
+            let a = gamma[c].to_f64() * inv_std[j];
+            let b = beta[c].to_f64() - mean[j] * a;
+            let (a, b) = (T::from_f64(a), T::from_f64(b));
+            for (d, v) in dst.iter_mut().zip(vals) {
+                *d = *v * a + b;
+            }
+        },
+    );
     (y, Stats { mean, var, inv_std })
 }
 
 /// `[dx (N·C·S), dγ (C), dβ (C)]` packed in one buffer.
 fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Stats) -> Vec<T> {
     // Σ dy and Σ dy·x̂ per (virtual batch, channel); x̂ = (x − μ)·inv_std.
-    let sums = channel_sums(g, |i, c| {
-        let j = (i / g.v) * g.c + c;
-        let at = (i * g.c + c) * g.s;
-        let (xs, ds) = (&x[at..][..g.s], &dy[at..][..g.s]);
-        let (mut sdy, mut sdx) = (0.0, 0.0);
-        for (xv, d) in xs.iter().zip(ds) {
-            let d = d.to_f64();
-            sdy += d;
-            sdx += d * xv.to_f64();
-        }
-        // Σ dy·(x − μ)·is = (Σ dy·x − μ Σ dy)·is
-        [sdy, (sdx - st.mean[j] * sdy) * st.inv_std[j]]
-    });
+    let sums = channel_sums(
+        g,
+        #[inline(always)]
+        |i, c| {
+            let j = (i / g.v) * g.c + c;
+            let at = (i * g.c + c) * g.s;
+            let [sdy, sdx] = gradient_sums(&dy[at..][..g.s], &x[at..][..g.s], st.mean[j]);
+            [sdy, sdx * st.inv_std[j]]
+        },
+    );
     let mut out = vec![T::zero(); x.len() + 2 * g.c];
     let (dx, dparams) = out.split_at_mut(x.len());
     for (j, s) in sums.iter().enumerate() {
@@ -329,14 +381,20 @@ fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Sta
             [scale, b, -scale * mdy - b * mu]
         })
         .collect();
-    per_channel_map(g, dy, dx, |i, c, dys, dst| {
-        let [a, b, e] = coef[(i / g.v) * g.c + c];
-        let xs = &x[i * g.c * g.s + c * g.s..][..g.s];
-        let (a, b, e) = (T::from_f64(a), T::from_f64(b), T::from_f64(e));
-        for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
-            *d = *dv * a + *xv * b + e;
-        }
-    });
+    per_channel_map(
+        g,
+        dy,
+        dx,
+        #[inline(always)]
+        |i, c, dys, dst| {
+            let [a, b, e] = coef[(i / g.v) * g.c + c];
+            let xs = &x[i * g.c * g.s + c * g.s..][..g.s];
+            let (a, b, e) = (T::from_f64(a), T::from_f64(b), T::from_f64(e));
+            for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
+                *d = *dv * a + *xv * b + e;
+            }
+        },
+    );
     out
 }
 
@@ -450,5 +508,49 @@ impl CustomOp3 for BatchNormBackward {
             _ => candle_core::bail!("batch norm backward: only f32 and f64 of one dtype"),
         };
         Ok((out, Shape::from(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// μ/σ ≈ 2·10⁶: even in `f64`, `(Σx² − (Σx)²/m)` loses `σ²` to 4·10⁻⁴
+    /// here; the shifted one-pass sums must match an exact two-pass reference.
+    #[test]
+    fn statistics_stay_accurate_far_from_zero() -> Result<()> {
+        let (n, c, s) = (6, 3, 5);
+        let v: Vec<f32> = (0..n * c * s)
+            .map(|i| 1e8 + ((i * 7919) % 23) as f32 * 8.0)
+            .collect();
+        let x = Tensor::from_vec(v.clone(), (n, c, s), &Device::Cpu)?;
+        let (one, zero) = (
+            Tensor::ones(c, DType::F32, &Device::Cpu)?,
+            Tensor::zeros(c, DType::F32, &Device::Cpu)?,
+        );
+        for vbs in [n, 4] {
+            let out = batch_norm_train(&x, &one, &zero, 1e-5, vbs)?;
+            let mean = out.mean.to_vec2::<f32>()?;
+            let var = out.unbiased_var.to_vec2::<f32>()?;
+            for (j, first) in (0..n).step_by(vbs).enumerate() {
+                let images = first..(first + vbs).min(n);
+                for ch in 0..c {
+                    let vals: Vec<f64> = images
+                        .clone()
+                        .flat_map(|i| v[(i * c + ch) * s..][..s].iter().map(|&x| f64::from(x)))
+                        .collect();
+                    let m = vals.len() as f64;
+                    let mu = vals.iter().sum::<f64>() / m;
+                    let var_ref = vals.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / (m - 1.0);
+                    let ulp = mu * f64::from(f32::EPSILON);
+                    assert!((f64::from(mean[j][ch]) - mu).abs() <= ulp, "mean {j} {ch}");
+                    let rel = (f64::from(var[j][ch]) - var_ref).abs() / var_ref;
+                    assert!(rel < 1e-5, "var {j} {ch}: {} vs {var_ref}", var[j][ch]);
+                }
+            }
+        }
+        Ok(())
     }
 }

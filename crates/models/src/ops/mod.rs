@@ -14,3 +14,13 @@ pub use conv::{ConvConfig, conv2d, conv2d_composed};
 pub use linear::{linear, linear_composed};
 pub use pool::{Pool2dConfig, avg_pool2d, avg_pool2d_composed, max_pool2d, max_pool2d_composed};
 pub use relu::{add_relu, add_relu_composed, relu, relu_composed};
+
+/// Runs `f` compiled for the widest SIMD the CPU has (AVX-512, AVX2, else the
+/// SSE2 baseline), detected at run time by `pulp`: the elementwise loops and
+/// lane sums inside (all `#[inline(always)]` or closures) vectorise at that
+/// width. The same IEEE operations run on every path (no fused multiply-add is
+/// introduced), so results do not depend on the CPU.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}

@@ -113,9 +113,14 @@ fn zip_map<T: WithDType>(
         .par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(out, (a, b))| {
-            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                o.write(f(a, b));
-            }
+            super::simd(
+                #[inline(always)]
+                || {
+                    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                        o.write(f(a, b));
+                    }
+                },
+            )
         });
     // SAFETY: the three chunk sequences have equal lengths (checked above),
     // so the chunks cover `out[..a.len()]` and every element was written.
@@ -125,7 +130,12 @@ fn zip_map<T: WithDType>(
 
 /// `max(x, 0)` of every element.
 fn map<T: WithDType>(x: &[T]) -> candle_core::Result<Vec<T>> {
-    zip_map(x, x, |x, _| positive(x))
+    zip_map(
+        x,
+        x,
+        #[inline(always)]
+        |x, _| positive(x),
+    )
 }
 
 /// `max(v, 0)`, NaN staying NaN (so a diverging run still shows in the loss).
@@ -198,7 +208,14 @@ impl CustomOp2 for AddRelu {
         if l1.shape() != l2.shape() {
             candle_core::bail!("add_relu: shapes {:?} and {:?}", l1.shape(), l2.shape());
         }
-        let y = zip2!(s1, l1, s2, l2, |a, b| positive(a + b));
+        let y = zip2!(
+            s1,
+            l1,
+            s2,
+            l2,
+            #[inline(always)]
+            |a, b| positive(a + b)
+        );
         Ok((y, l1.shape().clone()))
     }
 
