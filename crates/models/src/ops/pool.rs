@@ -20,7 +20,10 @@
 //! with the same tie rule. They are also the reference the kernels are tested
 //! against.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 
 use crate::{Error, Result};
 
@@ -86,7 +89,11 @@ impl Pool2dConfig {
 pub fn max_pool2d(xs: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
     check(xs, cfg)?;
     if xs.device().is_cpu() {
-        Ok(xs.contiguous()?.apply_op1(MaxPool2d(cfg))?)
+        let op = MaxPool2d {
+            cfg,
+            argmax: Mutex::new(None),
+        };
+        Ok(xs.contiguous()?.apply_op1(op)?)
     } else {
         max_pool2d_composed(xs, cfg)
     }
@@ -176,6 +183,9 @@ fn geometry(shape: &Shape, cfg: Pool2dConfig) -> candle_core::Result<[usize; 5]>
         cfg.out_size(s)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
     };
+    if u32::try_from(h * w).is_err() {
+        candle_core::bail!("pool2d: a {h}×{w} plane is too large to index with u32");
+    }
     Ok([n * c, h, w, out(h)?, out(w)?])
 }
 
@@ -247,25 +257,58 @@ fn max_pool_plane<T: WithDType>(
     }
 }
 
-fn max_fwd<T: WithDType>(x: &[T], g: [usize; 5], cfg: Pool2dConfig) -> Vec<T> {
-    let [planes, h, w, oh, ow] = g;
-    let mut out = vec![T::from_f64(0.0); planes * oh * ow];
-    for (plane, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
-        max_pool_plane(plane, g, cfg, |o, _, v| dst[o] = v);
+/// Planes per parallel task: all of them on one thread or for a small pass
+/// (a rayon hand-off costs a few microseconds), else an even split.
+fn planes_per_task([planes, h, w, _, _]: [usize; 5]) -> usize {
+    let threads = candle_core::utils::get_num_threads();
+    if threads <= 1 || planes * h * w < PARALLEL_ELEMENTS {
+        planes.max(1)
+    } else {
+        planes.div_ceil(threads.min(planes)).max(1)
     }
-    out
 }
 
-fn max_bwd<T: WithDType>(x: &[T], grad: &[T], g: [usize; 5], cfg: Pool2dConfig) -> Vec<T> {
+/// Passes over fewer input elements stay on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 16;
+
+/// The maxima and, for the backward pass, the flat in-plane index of each.
+fn max_fwd<T: WithDType>(x: &[T], g: [usize; 5], cfg: Pool2dConfig) -> (Vec<T>, Vec<u32>) {
+    let [planes, h, w, oh, ow] = g;
+    let mut out = vec![T::from_f64(0.0); planes * oh * ow];
+    let mut argmax = vec![0u32; planes * oh * ow];
+    let per = planes_per_task(g);
+    x.par_chunks(per * h * w)
+        .zip(out.par_chunks_mut(per * oh * ow))
+        .zip(argmax.par_chunks_mut(per * oh * ow))
+        .for_each(|((x, out), argmax)| {
+            let planes = x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow));
+            for ((plane, dst), at) in planes.zip(argmax.chunks_exact_mut(oh * ow)) {
+                max_pool_plane(plane, g, cfg, |o, i, v| {
+                    dst[o] = v;
+                    // In range: `geometry` checks that a plane's index fits.
+                    at[o] = i as u32;
+                });
+            }
+        });
+    (out, argmax)
+}
+
+/// `∂L/∂x`: each output's gradient added at its window's recorded maximum.
+fn max_bwd<T: WithDType>(grad: &[T], argmax: &[u32], g: [usize; 5]) -> Vec<T> {
     let [planes, h, w, oh, ow] = g;
     let mut dx = vec![T::from_f64(0.0); planes * h * w];
-    let planes = x
-        .chunks_exact(h * w)
-        .zip(grad.chunks_exact(oh * ow))
-        .zip(dx.chunks_exact_mut(h * w));
-    for ((plane, gy), dst) in planes {
-        max_pool_plane(plane, g, cfg, |o, i, _| dst[i] += gy[o]);
-    }
+    let per = planes_per_task(g);
+    dx.par_chunks_mut(per * h * w)
+        .zip(grad.par_chunks(per * oh * ow))
+        .zip(argmax.par_chunks(per * oh * ow))
+        .for_each(|((dx, grad), argmax)| {
+            let planes = dx.chunks_exact_mut(h * w).zip(grad.chunks_exact(oh * ow));
+            for ((dst, gy), at) in planes.zip(argmax.chunks_exact(oh * ow)) {
+                for (&gv, &i) in gy.iter().zip(at) {
+                    dst[i as usize] += gv;
+                }
+            }
+        });
     dx
 }
 
@@ -325,8 +368,14 @@ macro_rules! dispatch {
     };
 }
 
-/// Max-pooling forward kernel; its backward is [`MaxPool2dBackward`].
-struct MaxPool2d(Pool2dConfig);
+/// Max-pooling forward kernel. It keeps the index of each window's maximum
+/// (as PyTorch's `max_pool2d_with_indices` does) for its backward,
+/// [`MaxPool2dBackward`], which then scatters the gradient without rescanning
+/// the input.
+struct MaxPool2d {
+    cfg: Pool2dConfig,
+    argmax: Mutex<Option<Arc<Vec<u32>>>>,
+}
 
 impl CustomOp1 for MaxPool2d {
     fn name(&self) -> &'static str {
@@ -334,9 +383,15 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = geometry(l.shape(), self.0)?;
+        let g = geometry(l.shape(), self.cfg)?;
         let (n, c, _, _) = l.shape().dims4()?;
-        let out = dispatch!(s, |x| max_fwd(contiguous(x, l)?, g, self.0));
+        let argmax;
+        let out = dispatch!(s, |x| {
+            let (out, at) = max_fwd(contiguous(x, l)?, g, self.cfg);
+            argmax = at;
+            out
+        });
+        *self.argmax.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(argmax));
         Ok((out, Shape::from((n, c, g[3], g[4]))))
     }
 
@@ -346,43 +401,42 @@ impl CustomOp1 for MaxPool2d {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let grad = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPool2dBackward(self.0))?;
-        Ok(Some(grad))
+        let argmax = self
+            .argmax
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(argmax) = argmax else {
+            candle_core::bail!("max-pool2d backward before its forward pass");
+        };
+        let op = MaxPool2dBackward {
+            cfg: self.cfg,
+            input: arg.shape().clone(),
+            argmax,
+        };
+        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&op)?))
     }
 }
 
-/// `∂L/∂x` of max pooling from the input and `∂L/∂y` (recomputes the argmax).
-struct MaxPool2dBackward(Pool2dConfig);
+/// `∂L/∂x` of max pooling from `∂L/∂y` and the forward pass's maxima.
+struct MaxPool2dBackward {
+    cfg: Pool2dConfig,
+    input: Shape,
+    argmax: Arc<Vec<u32>>,
+}
 
-impl CustomOp2 for MaxPool2dBackward {
+impl CustomOp1 for MaxPool2dBackward {
     fn name(&self) -> &'static str {
         "bigbatch-max-pool2d-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = geometry(l1.shape(), self.0)?;
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(d)) => {
-                CpuStorage::F32(max_bwd(contiguous(x, l1)?, contiguous(d, l2)?, g, self.0))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(d)) => {
-                CpuStorage::F64(max_bwd(contiguous(x, l1)?, contiguous(d, l2)?, g, self.0))
-            }
-            (CpuStorage::F16(x), CpuStorage::F16(d)) => {
-                CpuStorage::F16(max_bwd(contiguous(x, l1)?, contiguous(d, l2)?, g, self.0))
-            }
-            (CpuStorage::BF16(x), CpuStorage::BF16(d)) => {
-                CpuStorage::BF16(max_bwd(contiguous(x, l1)?, contiguous(d, l2)?, g, self.0))
-            }
-            _ => candle_core::bail!("max-pool2d backward: unsupported or mismatched dtypes"),
-        };
-        Ok((dx, l1.shape().clone()))
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = geometry(&self.input, self.cfg)?;
+        if l.shape().elem_count() != self.argmax.len() {
+            candle_core::bail!("max-pool2d backward: gradient {:?}", l.shape());
+        }
+        let dx = dispatch!(s, |d| max_bwd(contiguous(d, l)?, &self.argmax, g));
+        Ok((dx, self.input.clone()))
     }
 }
 
@@ -465,6 +519,10 @@ mod tests {
             let c = rng.random_range(1..=3);
             cases.push(([n, c, h, w], Pool2dConfig::new(k, s, p)));
         }
+        // Large enough for the planes to split over threads (when there are
+        // several), into uneven parts.
+        cases.push(([5, 7, 48, 40], Pool2dConfig::new(2, 2, 0)));
+        cases.push(([3, 11, 45, 45], Pool2dConfig::new(3, 2, 1)));
         cases
     }
 
