@@ -325,7 +325,9 @@ fn forward<T: WithDType>(
         let m = g.count(j / g.c) as f64;
         let d = s1 / m;
         mean.push(shift(j / g.c, j % g.c) + d);
-        var.push((s2 / m - d * d).max(0.0));
+        // Rounding can leave a tiny negative for a constant channel; NaN stays.
+        let v = s2 / m - d * d;
+        var.push(if v < 0.0 { 0.0 } else { v });
     }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let mut y = vec![T::zero(); x.len()];

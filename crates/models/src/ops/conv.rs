@@ -376,12 +376,12 @@ fn scatter_add<T: WithDType>(dst: &mut [T], src: &[T], s: usize) {
 /// lies in a column outside the image (a valid position maps inside). Empty,
 /// possibly with a start past the plane, when nothing is inside.
 fn clipped(ys: (usize, usize), ow: usize, shift: isize, len: usize) -> std::ops::Range<usize> {
-    let start = (ys.0 * ow).max(shift.unsigned_abs() * usize::from(shift < 0));
-    let end = (ys.1 * ow).min(if shift > 0 {
-        len.saturating_sub(shift as usize)
-    } else {
-        len
-    });
+    let (first, past) = match usize::try_from(shift) {
+        Ok(up) => (0, len.saturating_sub(up)),
+        Err(_) => (shift.unsigned_abs(), len),
+    };
+    let start = (ys.0 * ow).max(first);
+    let end = (ys.1 * ow).min(past);
     start..end.max(start)
 }
 

@@ -150,19 +150,28 @@ fn masked<T: WithDType>(dy: T, y: T) -> T {
     if y <= T::zero() { T::zero() } else { dy }
 }
 
-/// Applies a two-operand kernel generic over `f32`/`f64`.
+/// `f` over two CPU storages of one shape and float type (`f32`/`f64`),
+/// elementwise: the result and its shape, or an error naming `$what`.
 macro_rules! zip2 {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $f:expr) => {
-        match ($s1, $s2) {
+    ($what:literal, $s1:expr, $l1:expr, $s2:expr, $l2:expr, $f:expr) => {{
+        if $l1.shape() != $l2.shape() {
+            candle_core::bail!(
+                concat!($what, ": shapes {:?} and {:?}"),
+                $l1.shape(),
+                $l2.shape()
+            );
+        }
+        let out = match ($s1, $s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
                 CpuStorage::F32(zip_map(contiguous(a, $l1)?, contiguous(b, $l2)?, $f)?)
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
                 CpuStorage::F64(zip_map(contiguous(a, $l1)?, contiguous(b, $l2)?, $f)?)
             }
-            _ => candle_core::bail!("relu: only f32 and f64 of one dtype"),
-        }
-    };
+            _ => candle_core::bail!(concat!($what, ": only f32 and f64 of one dtype")),
+        };
+        Ok((out, $l1.shape().clone()))
+    }};
 }
 
 /// Forward of [`relu`]; backward is [`ReluBackward`].
@@ -205,18 +214,15 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("add_relu: shapes {:?} and {:?}", l1.shape(), l2.shape());
-        }
-        let y = zip2!(
+        zip2!(
+            "add_relu",
             s1,
             l1,
             s2,
             l2,
             #[inline(always)]
             |a, b| positive(a + b)
-        );
-        Ok((y, l1.shape().clone()))
+        )
     }
 
     fn bwd(
@@ -248,15 +254,7 @@ impl CustomOp2 for ReluBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "relu backward: shapes {:?} and {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let dx = zip2!(s1, l1, s2, l2, masked);
-        Ok((dx, l1.shape().clone()))
+        zip2!("relu backward", s1, l1, s2, l2, masked)
     }
 }
 
