@@ -283,6 +283,13 @@ fn max_fwd<T: WithDType>(x: &[T], g: [usize; 5], cfg: Pool2dConfig) -> (Vec<T>, 
         .for_each(|((x, out), argmax)| {
             let planes = x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow));
             for ((plane, dst), at) in planes.zip(argmax.chunks_exact_mut(oh * ow)) {
+                if cfg == Pool2dConfig::new(2, 2, 0) {
+                    super::simd(
+                        #[inline(always)]
+                        || max_pool_2x2(plane, w, dst, at),
+                    );
+                    continue;
+                }
                 max_pool_plane(plane, g, cfg, |o, i, v| {
                     dst[o] = v;
                     // In range: `geometry` checks that a plane's index fits.
@@ -291,6 +298,37 @@ fn max_fwd<T: WithDType>(x: &[T], g: [usize; 5], cfg: Pool2dConfig) -> (Vec<T>, 
             }
         });
     (out, argmax)
+}
+
+/// Non-overlapping 2×2 windows (LeNet-5, VGG): [`max_pool_plane`]'s scan and
+/// tie rule, written as selects over whole output rows so that it vectorises.
+#[inline(always)]
+fn max_pool_2x2<T: WithDType>(plane: &[T], w: usize, dst: &mut [T], at: &mut [u32]) {
+    let ow = w / 2;
+    if ow == 0 {
+        return;
+    }
+    let rows = plane.chunks_exact(2 * w);
+    let outs = dst.chunks_exact_mut(ow).zip(at.chunks_exact_mut(ow));
+    for (oy, (pair, (dst, at))) in rows.zip(outs).enumerate() {
+        let (r0, r1) = pair.split_at(w);
+        let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        for (ox, ((top, bottom), (d, i))) in
+            windows.zip(dst.iter_mut().zip(at.iter_mut())).enumerate()
+        {
+            // Offsets 0, 1, w, w + 1 within the window, in scan order.
+            let (mut max, mut k) = (top[0], 0);
+            for (v, kv) in [(top[1], 1), (bottom[0], w), (bottom[1], w + 1)] {
+                if v > max || is_nan(v) {
+                    max = v;
+                    k = kv;
+                }
+            }
+            *d = max;
+            // In range: `geometry` checks that a plane's index fits in u32.
+            *i = (2 * oy * w + 2 * ox + k) as u32;
+        }
+    }
 }
 
 /// `∂L/∂x`: each output's gradient added at its window's recorded maximum.
