@@ -142,12 +142,31 @@ impl Geometry {
     fn image(&self) -> (usize, usize) {
         (self.c * self.h * self.w, self.o * self.p())
     }
-    /// For stride 1 and "same" padding (`H'·W'` rows as wide as the input's),
-    /// window offset `(a, b)` reads the input plane shifted by one flat
-    /// offset: `col[i] = x[i + shift]` wherever the window is inside.
+    /// Whether the columns are laid out on the input's own grid: stride 1
+    /// and `W' ≤ W` (padding up to half the kernel), where window offset
+    /// `(a, b)` reads the input plane shifted by one flat offset.
+    fn on_input_grid(&self) -> bool {
+        self.cfg.stride == 1 && self.ow <= self.w
+    }
+    /// Width of the grid the im2col rows and the `gemm` outputs use: `W` on
+    /// the input's grid (columns `W'..W` are zero in the columns and dropped
+    /// from the outputs), else `W'`.
+    fn gw(&self) -> usize {
+        if self.on_input_grid() {
+            self.w
+        } else {
+            self.ow
+        }
+    }
+    /// Positions of that grid, `H'·gw`.
+    fn gp(&self) -> usize {
+        self.oh * self.gw()
+    }
+    /// On the input's grid, `col[i] = x[i + shift]` for window offset
+    /// `(a, b)` wherever the window is inside the image.
     fn shift(&self, a: usize, b: usize) -> Option<isize> {
         let p = self.cfg.padding as isize;
-        (self.cfg.stride == 1 && self.ow == self.w)
+        self.on_input_grid()
             .then(|| (a as isize - p) * self.w as isize + (b as isize - p))
     }
     /// Whether `col(X) = X` (1×1, stride 1, no padding).
@@ -239,12 +258,13 @@ pub fn conv2d_composed(x: &Tensor, weight: &Tensor, cfg: ConvConfig) -> Result<T
 }
 
 /// Unfolds one group of one image, `x` `(C/G, H, W)`, into `col`
-/// `(C/G·k², H'·W')`, zeros where the window hangs over the edge.
+/// `(C/G·k², H'·gw)` (see [`Geometry::gw`]), zeros where the window hangs
+/// over the edge and in the grid's extra columns.
 fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
     let (h, w, k, oh, ow) = (g.h, g.w, g.k, g.oh, g.ow);
     let (s, p) = (g.cfg.stride, g.cfg.padding);
-    let zero = T::zero();
-    let mut rows = col.chunks_exact_mut(oh * ow);
+    let (zero, gw) = (T::zero(), g.gw());
+    let mut rows = col.chunks_exact_mut(oh * gw);
     for plane in x.chunks_exact(h * w) {
         for a in 0..k {
             for b in 0..k {
@@ -252,12 +272,12 @@ fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
                 if let Some(shift) = g.shift(a, b) {
                     // One shifted copy of the plane, then the border zeroed.
                     let (ys, xs) = (valid_range(a, h, oh, s, p), valid_range(b, w, ow, s, p));
-                    let span = clipped(ys, ow, shift, plane.len());
+                    let span = clipped(ys, gw, shift, plane.len());
                     if !span.is_empty() {
                         let from = span.start.wrapping_add_signed(shift);
                         row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
                     }
-                    zero_outside(row, ys, xs, ow);
+                    zero_outside(row, ys, xs, gw);
                     continue;
                 }
                 let (lo, hi) = valid_range(b, w, ow, s, p);
@@ -280,13 +300,14 @@ fn im2col<T: WithDType>(x: &[T], col: &mut [T], g: &Geometry) {
     }
 }
 
-/// Adds `col` `(C/G·k², H'·W')` back onto the image group `dx` `(C/G, H, W)`:
+/// Adds `col` `(C/G·k², H'·gw)` back onto the image group `dx` `(C/G, H, W)`:
 /// the adjoint of [`im2col`]. `col` is scratch: its entries that fall outside
 /// the image are zeroed on the way.
 fn col2im<T: WithDType>(col: &mut [T], dx: &mut [T], g: &Geometry) {
     let (h, w, k, oh, ow) = (g.h, g.w, g.k, g.oh, g.ow);
     let (s, p) = (g.cfg.stride, g.cfg.padding);
-    let mut rows = col.chunks_exact_mut(oh * ow);
+    let gw = g.gw();
+    let mut rows = col.chunks_exact_mut(oh * gw);
     for plane in dx.chunks_exact_mut(h * w) {
         for a in 0..k {
             for b in 0..k {
@@ -295,8 +316,8 @@ fn col2im<T: WithDType>(col: &mut [T], dx: &mut [T], g: &Geometry) {
                     // Zero what falls outside, then one shifted add of the
                     // plane: a zeroed entry lands on a valid pixel or is cut.
                     let (ys, xs) = (valid_range(a, h, oh, s, p), valid_range(b, w, ow, s, p));
-                    zero_outside(row, ys, xs, ow);
-                    let span = clipped(ys, ow, shift, plane.len());
+                    zero_outside(row, ys, xs, gw);
+                    let span = clipped(ys, gw, shift, plane.len());
                     if !span.is_empty() {
                         let to = span.start.wrapping_add_signed(shift);
                         for (d, v) in plane[to..to + span.len()].iter_mut().zip(&row[span]) {
@@ -386,14 +407,21 @@ fn clipped(ys: (usize, usize), ow: usize, shift: isize, len: usize) -> std::ops:
 }
 
 /// Zeros the rows outside `[ys.0, ys.1)` and, within them, the columns
-/// outside `[xs.0, xs.1)` of an `(H', W')` plane.
+/// outside `[xs.0, xs.1)` of an `(H', ow)` plane.
 fn zero_outside<T: WithDType>(row: &mut [T], ys: (usize, usize), xs: (usize, usize), ow: usize) {
     let zero = T::zero();
     row[..ys.0 * ow].fill(zero);
     row[ys.1 * ow..].fill(zero);
-    for line in row[ys.0 * ow..ys.1 * ow].chunks_exact_mut(ow) {
-        line[..xs.0].fill(zero);
-        line[xs.1..].fill(zero);
+    // Column by column down the rows: a few columns, and no `memset` call
+    // per row for one or two elements.
+    let rows = &mut row[ys.0 * ow..ys.1 * ow];
+    if rows.is_empty() {
+        return;
+    }
+    for j in (0..xs.0).chain(xs.1..ow) {
+        for v in rows[j..].iter_mut().step_by(ow) {
+            *v = zero;
+        }
     }
 }
 
@@ -513,27 +541,58 @@ fn columns<'a, T: WithDType>(xg: &'a [T], col: &'a mut [T], g: &Geometry) -> &'a
     }
 }
 
+/// `(rows, W')` output rows laid out on the `(rows, gw)` grid, the extra
+/// columns zero: `src` itself when the grid has no extra columns.
+fn widen<'a, T: WithDType>(src: &'a [T], grid: &'a mut [T], g: &Geometry) -> &'a [T] {
+    let (ow, gw) = (g.ow, g.gw());
+    if gw == ow {
+        return src;
+    }
+    for (dst, row) in grid.chunks_exact_mut(gw).zip(src.chunks_exact(ow)) {
+        dst[..ow].copy_from_slice(row);
+    }
+    for j in ow..gw {
+        for v in grid[j..].iter_mut().step_by(gw) {
+            *v = T::zero();
+        }
+    }
+    grid
+}
+
+/// The `W'` real columns of `(rows, gw)` grid rows, into `(rows, W')`.
+fn narrow<T: WithDType>(grid: &[T], dst: &mut [T], g: &Geometry) {
+    let (ow, gw) = (g.ow, g.gw());
+    for (dst, row) in dst.chunks_exact_mut(ow).zip(grid.chunks_exact(gw)) {
+        dst.copy_from_slice(&row[..ow]);
+    }
+}
+
+/// Scratch for one group's outputs on the grid, when it is wider than `W'`.
+fn grid_scratch<T: WithDType>(g: &Geometry) -> Vec<T> {
+    vec![T::zero(); if g.gw() == g.ow { 0 } else { g.og() * g.gp() }]
+}
+
 fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
-    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
     let mut out = vec![T::zero(); g.n * out_image];
     let par = g.gemm_parallelism();
     for_image_chunks(g, x, x_image, &mut out, out_image, |xs, ys| {
-        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * gp }];
+        let mut grid = grid_scratch(g);
         for (xi, yi) in xs.chunks_exact(x_image).zip(ys.chunks_exact_mut(out_image)) {
             for grp in 0..g.cfg.groups {
                 let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
                 let rhs = columns(xg, &mut col, g);
                 let wg = &weight[grp * og * kk..][..og * kk];
                 let dst = &mut yi[grp * og * p..][..og * p];
-                matmul(
-                    [og, p, kk],
-                    dst,
-                    Mat::rows(wg, kk),
-                    Mat::rows(rhs, p),
-                    false,
-                    par,
-                );
+                let (lhs, rhs) = (Mat::rows(wg, kk), Mat::rows(rhs, gp));
+                if grid.is_empty() {
+                    matmul([og, p, kk], dst, lhs, rhs, false, par);
+                } else {
+                    matmul([og, gp, kk], &mut grid, lhs, rhs, false, par);
+                    narrow(&grid, dst, g);
+                }
             }
         }
     });
@@ -542,24 +601,25 @@ fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
 
 fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
-    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
     let mut dx = vec![T::zero(); g.n * x_image];
     let par = g.gemm_parallelism();
     for_image_chunks(g, dy, out_image, &mut dx, x_image, |dys, dxs| {
-        let mut dcol = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        let mut dcol = vec![T::zero(); if g.direct() { 0 } else { kk * gp }];
+        let mut grid = grid_scratch(g);
         for (dyi, dxi) in dys
             .chunks_exact(out_image)
             .zip(dxs.chunks_exact_mut(x_image))
         {
             for grp in 0..g.cfg.groups {
-                let dyg = &dyi[grp * og * p..][..og * p];
+                let dyg = widen(&dyi[grp * og * p..][..og * p], &mut grid, g);
                 let wg = &weight[grp * og * kk..][..og * kk];
                 let dxg = &mut dxi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
                 let lhs = Mat::transposed(wg, kk);
                 if g.direct() {
                     matmul([kk, p, og], dxg, lhs, Mat::rows(dyg, p), false, par);
                 } else {
-                    matmul([kk, p, og], &mut dcol, lhs, Mat::rows(dyg, p), false, par);
+                    matmul([kk, gp, og], &mut dcol, lhs, Mat::rows(dyg, gp), false, par);
                     col2im(&mut dcol, dxg, g);
                 }
             }
@@ -570,7 +630,7 @@ fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> 
 
 fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
-    let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
+    let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
     let size = g.o * kk;
     let par = g.gemm_parallelism();
     // Each group's block is accumulated transposed, `dWᵀ += col · dYᵀ`
@@ -579,18 +639,19 @@ fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     // `H'·W'`) into its packed layout for every image.
     let partial = |xs: &[T], dys: &[T]| -> Vec<T> {
         let mut dwt = vec![T::zero(); size];
-        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * p }];
+        let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * gp }];
+        let mut grid = grid_scratch(g);
         for (xi, dyi) in xs.chunks_exact(x_image).zip(dys.chunks_exact(out_image)) {
             for grp in 0..g.cfg.groups {
                 let xg = &xi[grp * cg * g.h * g.w..][..cg * g.h * g.w];
                 let cols = columns(xg, &mut col, g);
-                let dyg = &dyi[grp * og * p..][..og * p];
+                let dyg = widen(&dyi[grp * og * p..][..og * p], &mut grid, g);
                 let dst = &mut dwt[grp * og * kk..][..og * kk];
                 matmul(
-                    [kk, og, p],
+                    [kk, og, gp],
                     dst,
-                    Mat::rows(cols, p),
-                    Mat::transposed(dyg, p),
+                    Mat::rows(cols, gp),
+                    Mat::transposed(dyg, gp),
                     true,
                     par,
                 );
@@ -681,21 +742,23 @@ impl CustomOp2 for Conv2dOp {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            weight,
-            &Conv2dBackwardInput {
+        // Only what the graph tracks: a first layer's input is data, and its
+        // gradient (a transposed convolution) would be computed for nothing.
+        let dx = x.track_op().then(|| {
+            let op = Conv2dBackwardInput {
                 cfg: self.0,
                 input: x.shape().clone(),
-            },
-        )?;
-        let dw = x.apply_op2_no_bwd(
-            &grad,
-            &Conv2dBackwardWeight {
+            };
+            grad.apply_op2_no_bwd(weight, &op)
+        });
+        let dw = weight.track_op().then(|| {
+            let op = Conv2dBackwardWeight {
                 cfg: self.0,
                 weight: weight.shape().clone(),
-            },
-        )?;
-        Ok((Some(dx), Some(dw)))
+            };
+            x.apply_op2_no_bwd(&grad, &op)
+        });
+        Ok((dx.transpose()?, dw.transpose()?))
     }
 }
 
@@ -884,6 +947,23 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn untracked_operands_get_no_gradient_and_change_nothing_else() -> Result<()> {
+        let x = random(&[2, 3, 6, 6], 4)?;
+        let w = random(&[4, 3, 3, 3], 5)?;
+        let cfg = ConvConfig::new(1, 1);
+        let (_, _, dw_full) = run(conv2d, &x, &w, cfg)?;
+        // `x` as data (a first layer): only the weight's gradient exists.
+        let wv = Var::from_tensor(&w)?;
+        let y = conv2d(&x, wv.as_tensor(), cfg)?;
+        let r = random(y.dims(), 99)?;
+        let grads = (&y * &r)?.sum_all()?.backward()?;
+        assert!(grads.get(&x).is_none());
+        let dw = grads.get(wv.as_tensor()).expect("dw");
+        assert_eq!(max_diff(dw, &dw_full)?, 0.0);
         Ok(())
     }
 

@@ -198,21 +198,22 @@ impl CustomOp2 for Product {
             candle_core::bail!("linear: only the forward product has a backward pass");
         }
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            weight,
-            &Product {
+        // Only what the graph tracks: a first layer's input is data.
+        let dx = x.track_op().then(|| {
+            let op = Product {
                 ta: false,
                 tb: false,
-            },
-        )?;
-        let dw = grad.apply_op2_no_bwd(
-            x,
-            &Product {
+            };
+            grad.apply_op2_no_bwd(weight, &op)
+        });
+        let dw = weight.track_op().then(|| {
+            let op = Product {
                 ta: true,
                 tb: false,
-            },
-        )?;
-        Ok((Some(dx), Some(dw)))
+            };
+            grad.apply_op2_no_bwd(x, &op)
+        });
+        Ok((dx.transpose()?, dw.transpose()?))
     }
 }
 
@@ -291,6 +292,28 @@ mod tests {
                 assert!((fd - g_j).abs() < 1e-7, "{which}[{j}]: {fd} vs {g_j}");
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn untracked_operands_get_no_gradient_and_change_nothing_else() -> Result<()> {
+        let (x, w, r) = (ramp((5, 4), 1.0)?, ramp((3, 4), 4.0)?, ramp((5, 3), 8.0)?);
+        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+        let both = (linear(xv.as_tensor(), wv.as_tensor())? * &r)?
+            .sum_all()?
+            .backward()?;
+        // Data in, as in a first layer: only the weight's gradient.
+        let data_in = (linear(&x, wv.as_tensor())? * &r)?.sum_all()?.backward()?;
+        assert!(data_in.get(&x).is_none());
+        let (a, b) = (data_in.get(wv.as_tensor()), both.get(wv.as_tensor()));
+        let d = (a.expect("dw") - b.expect("dw"))?
+            .abs()?
+            .max_keepdim(0)?
+            .max(1)?;
+        assert_eq!(d.to_vec1::<f64>()?, [0.0]);
+        // A frozen weight: only the input's gradient.
+        let frozen = (linear(xv.as_tensor(), &w)? * &r)?.sum_all()?.backward()?;
+        assert!(frozen.get(&w).is_none() && frozen.get(xv.as_tensor()).is_some());
         Ok(())
     }
 
