@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// Output of [`batch_norm_train`].
@@ -159,12 +160,7 @@ impl Geometry {
     }
     /// Examples per parallel task (the whole batch when small or single-threaded).
     fn images_per_task(&self) -> usize {
-        let threads = candle_core::utils::get_num_threads();
-        if threads <= 1 || self.n < 2 || self.n * self.c * self.s < PARALLEL_ELEMENTS {
-            self.n
-        } else {
-            self.n.div_ceil(threads.min(self.n))
-        }
+        super::items_per_task(self.n, self.n * self.c * self.s, PARALLEL_ELEMENTS)
     }
 }
 
@@ -400,13 +396,6 @@ fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Sta
     out
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch norm: operands must be contiguous"),
-    }
-}
-
 /// The fused forward over `(x, γ, β)`; records its statistics for the
 /// backward pass and the caller.
 struct BatchNormOp {
@@ -440,12 +429,20 @@ impl CustomOp3 for BatchNormOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (y, stats) = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                let (x, w, b) = (
+                    contiguous("batch norm", x, l1)?,
+                    contiguous("batch norm", w, l2)?,
+                    contiguous("batch norm", b, l3)?,
+                );
                 let (y, st) = forward(x, w, b, &self.g, self.eps);
                 (CpuStorage::F32(y), st)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                let (x, w, b) = (
+                    contiguous("batch norm", x, l1)?,
+                    contiguous("batch norm", w, l2)?,
+                    contiguous("batch norm", b, l3)?,
+                );
                 let (y, st) = forward(x, w, b, &self.g, self.eps);
                 (CpuStorage::F64(y), st)
             }
@@ -500,11 +497,19 @@ impl CustomOp3 for BatchNormBackward {
         let len = l1.shape().elem_count() + 2 * self.g.c;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(d)) => {
-                let (x, w, d) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(d, l3)?);
+                let (x, w, d) = (
+                    contiguous("batch norm", x, l1)?,
+                    contiguous("batch norm", w, l2)?,
+                    contiguous("batch norm", d, l3)?,
+                );
                 CpuStorage::F32(backward(x, w, d, &self.g, &self.stats))
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(d)) => {
-                let (x, w, d) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(d, l3)?);
+                let (x, w, d) = (
+                    contiguous("batch norm", x, l1)?,
+                    contiguous("batch norm", w, l2)?,
+                    contiguous("batch norm", d, l3)?,
+                );
                 CpuStorage::F64(backward(x, w, d, &self.g, &self.stats))
             }
             _ => candle_core::bail!("batch norm backward: only f32 and f64 of one dtype"),

@@ -8,6 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// `x + b` broadcast along dimension 1 of `x` `(N, C, ...)`, `b` `(C)`.
@@ -70,13 +71,6 @@ fn planes(shape: &Shape) -> (usize, usize, usize) {
     (dims[0], c, dims.iter().skip(2).product())
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("channel bias: operands must be contiguous"),
-    }
-}
-
 fn add<T: WithDType>(x: &[T], b: &[T], s: usize) -> Vec<T> {
     let mut y = x.to_vec();
     for img in y.chunks_exact_mut(b.len() * s) {
@@ -116,12 +110,16 @@ impl CustomOp2 for AddChannelBias {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, _, s) = planes(l1.shape());
         let y = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => {
-                CpuStorage::F32(add(contiguous(x, l1)?, contiguous(b, l2)?, s))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => {
-                CpuStorage::F64(add(contiguous(x, l1)?, contiguous(b, l2)?, s))
-            }
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(add(
+                contiguous("channel bias", x, l1)?,
+                contiguous("channel bias", b, l2)?,
+                s,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(add(
+                contiguous("channel bias", x, l1)?,
+                contiguous("channel bias", b, l2)?,
+                s,
+            )),
             _ => candle_core::bail!("channel bias: only f32 and f64 of one dtype"),
         };
         Ok((y, l1.shape().clone()))
@@ -150,8 +148,12 @@ impl CustomOp1 for ChannelSum {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, c, p) = planes(l.shape());
         let out = match s {
-            CpuStorage::F32(d) => CpuStorage::F32(channel_sum(contiguous(d, l)?, c, p)),
-            CpuStorage::F64(d) => CpuStorage::F64(channel_sum(contiguous(d, l)?, c, p)),
+            CpuStorage::F32(d) => {
+                CpuStorage::F32(channel_sum(contiguous("channel bias", d, l)?, c, p))
+            }
+            CpuStorage::F64(d) => {
+                CpuStorage::F64(channel_sum(contiguous("channel bias", d, l)?, c, p))
+            }
             _ => candle_core::bail!("channel sum: only f32 and f64"),
         };
         Ok((out, Shape::from(c)))

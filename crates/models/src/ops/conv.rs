@@ -28,6 +28,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// Stride, zero padding and groups of a square-kernel 2-D convolution.
@@ -184,12 +185,7 @@ impl Geometry {
     /// Images per task: the batch split evenly over the threads when the pass
     /// is large enough to pay for the hand-off, else the whole batch.
     fn images_per_task(&self) -> usize {
-        let threads = candle_core::utils::get_num_threads();
-        if threads <= 1 || self.n <= 1 || self.macs() < PARALLEL_MACS {
-            self.n.max(1)
-        } else {
-            self.n.div_ceil(threads.min(self.n))
-        }
+        super::items_per_task(self.n, self.macs(), PARALLEL_MACS)
     }
 
     /// `gemm`'s own threading: only when the batch alone cannot feed the
@@ -689,23 +685,22 @@ fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     dw
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: operands must be contiguous"),
-    }
-}
-
 /// Applies a kernel generic over `f32`/`f64` to two CPU storages.
 macro_rules! dispatch2 {
     ($name:literal, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
         match ($s1, $s2) {
             (CpuStorage::F32($a), CpuStorage::F32($b)) => {
-                let ($a, $b) = (contiguous($a, $l1)?, contiguous($b, $l2)?);
+                let ($a, $b) = (
+                    contiguous("conv2d", $a, $l1)?,
+                    contiguous("conv2d", $b, $l2)?,
+                );
                 CpuStorage::F32($body)
             }
             (CpuStorage::F64($a), CpuStorage::F64($b)) => {
-                let ($a, $b) = (contiguous($a, $l1)?, contiguous($b, $l2)?);
+                let ($a, $b) = (
+                    contiguous("conv2d", $a, $l1)?,
+                    contiguous("conv2d", $b, $l2)?,
+                );
                 CpuStorage::F64($body)
             }
             _ => candle_core::bail!(concat!($name, ": only f32 and f64 of one dtype")),

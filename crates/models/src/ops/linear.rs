@@ -18,6 +18,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
 use gemm::{Parallelism, gemm};
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// `x Wᵀ` for `x` `(N, in)` and `weight` `(out, in)`: `(N, out)`.
@@ -141,13 +142,6 @@ impl Product {
     }
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("linear: operands must be contiguous"),
-    }
-}
-
 impl CustomOp2 for Product {
     fn name(&self) -> &'static str {
         "bigbatch-linear"
@@ -169,15 +163,15 @@ impl CustomOp2 for Product {
         }
         let out = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
-                contiguous(a, l1)?,
+                contiguous("linear", a, l1)?,
                 (ar, ac),
-                contiguous(b, l2)?,
+                contiguous("linear", b, l2)?,
                 (br, bc),
             )),
             (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
-                contiguous(a, l1)?,
+                contiguous("linear", a, l1)?,
                 (ar, ac),
-                contiguous(b, l2)?,
+                contiguous("linear", b, l2)?,
                 (br, bc),
             )),
             _ => candle_core::bail!("linear: only f32 and f64 of one dtype"),

@@ -24,3 +24,27 @@ pub use relu::{add_relu, add_relu_composed, relu, relu_composed};
 fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
+
+/// The contiguous data of a kernel's operand, or an error naming the kernel.
+fn contiguous<'a, T>(
+    what: &str,
+    data: &'a [T],
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: operands must be contiguous"),
+    }
+}
+
+/// Items (images, planes) per parallel task: all of them on one thread or
+/// when the pass is below `min_work` (a rayon hand-off costs a few
+/// microseconds), else an even split over the threads.
+fn items_per_task(items: usize, work: usize, min_work: usize) -> usize {
+    let threads = candle_core::utils::get_num_threads();
+    if threads <= 1 || items <= 1 || work < min_work {
+        items.max(1)
+    } else {
+        items.div_ceil(threads.min(items))
+    }
+}

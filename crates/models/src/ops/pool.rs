@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// Kernel size, stride and padding of a square pooling window.
@@ -197,13 +198,6 @@ fn span(o: usize, n: usize, cfg: Pool2dConfig) -> (usize, usize) {
     (start.max(0) as usize, end.max(0) as usize)
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("pool2d: input must be contiguous"),
-    }
-}
-
 fn is_nan<T: WithDType>(v: T) -> bool {
     v.partial_cmp(&v).is_none()
 }
@@ -260,12 +254,7 @@ fn max_pool_plane<T: WithDType>(
 /// Planes per parallel task: all of them on one thread or for a small pass
 /// (a rayon hand-off costs a few microseconds), else an even split.
 fn planes_per_task([planes, h, w, _, _]: [usize; 5]) -> usize {
-    let threads = candle_core::utils::get_num_threads();
-    if threads <= 1 || planes * h * w < PARALLEL_ELEMENTS {
-        planes.max(1)
-    } else {
-        planes.div_ceil(threads.min(planes)).max(1)
-    }
+    super::items_per_task(planes, planes * h * w, PARALLEL_ELEMENTS)
 }
 
 /// Passes over fewer input elements stay on one thread.
@@ -425,7 +414,7 @@ impl CustomOp1 for MaxPool2d {
         let (n, c, _, _) = l.shape().dims4()?;
         let argmax;
         let out = dispatch!(s, |x| {
-            let (out, at) = max_fwd(contiguous(x, l)?, g, self.cfg);
+            let (out, at) = max_fwd(contiguous("pool2d", x, l)?, g, self.cfg);
             argmax = at;
             out
         });
@@ -473,7 +462,7 @@ impl CustomOp1 for MaxPool2dBackward {
         if l.shape().elem_count() != self.argmax.len() {
             candle_core::bail!("max-pool2d backward: gradient {:?}", l.shape());
         }
-        let dx = dispatch!(s, |d| max_bwd(contiguous(d, l)?, &self.argmax, g));
+        let dx = dispatch!(s, |d| max_bwd(contiguous("pool2d", d, l)?, &self.argmax, g));
         Ok((dx, self.input.clone()))
     }
 }
@@ -489,7 +478,7 @@ impl CustomOp1 for AvgPool2d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = geometry(l.shape(), self.0)?;
         let (n, c, _, _) = l.shape().dims4()?;
-        let out = dispatch!(s, |x| avg_fwd(contiguous(x, l)?, g, self.0));
+        let out = dispatch!(s, |x| avg_fwd(contiguous("pool2d", x, l)?, g, self.0));
         Ok((out, Shape::from((n, c, g[3], g[4]))))
     }
 
@@ -520,7 +509,7 @@ impl CustomOp1 for AvgPool2dBackward {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = geometry(&self.input, self.cfg)?;
-        let dx = dispatch!(s, |d| avg_bwd(contiguous(d, l)?, g, self.cfg));
+        let dx = dispatch!(s, |d| avg_bwd(contiguous("pool2d", d, l)?, g, self.cfg));
         Ok((dx, self.input.clone()))
     }
 }

@@ -13,6 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::contiguous;
 use crate::{Error, Result};
 
 /// Elements per parallel task: large enough that a hand-off (a few
@@ -91,13 +92,6 @@ fn fast(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("relu: operands must be contiguous"),
-    }
-}
-
 /// `out[i] = f(a[i], b[i])` for operands of one length, in parallel
 /// chunks, written once into uninitialised memory (no zeroing pass first).
 fn zip_map<T: WithDType>(
@@ -162,12 +156,16 @@ macro_rules! zip2 {
             );
         }
         let out = match ($s1, $s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(zip_map(contiguous(a, $l1)?, contiguous(b, $l2)?, $f)?)
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(zip_map(contiguous(a, $l1)?, contiguous(b, $l2)?, $f)?)
-            }
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(zip_map(
+                contiguous("relu", a, $l1)?,
+                contiguous("relu", b, $l2)?,
+                $f,
+            )?),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(zip_map(
+                contiguous("relu", a, $l1)?,
+                contiguous("relu", b, $l2)?,
+                $f,
+            )?),
             _ => candle_core::bail!(concat!($what, ": only f32 and f64 of one dtype")),
         };
         Ok((out, $l1.shape().clone()))
@@ -184,8 +182,8 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let y = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(map(contiguous(x, l)?)?),
-            CpuStorage::F64(x) => CpuStorage::F64(map(contiguous(x, l)?)?),
+            CpuStorage::F32(x) => CpuStorage::F32(map(contiguous("relu", x, l)?)?),
+            CpuStorage::F64(x) => CpuStorage::F64(map(contiguous("relu", x, l)?)?),
             _ => candle_core::bail!("relu: only f32 and f64"),
         };
         Ok((y, l.shape().clone()))
