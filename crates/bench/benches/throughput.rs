@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bigbatch_models::layers::{Linear, linear};
-use bigbatch_models::ops::relu;
+use bigbatch_models::ops::Activation;
 use bigbatch_models::{
     CifarResNet, CifarResNetConfig, LeNet5, LeNet5Config, Network, Shortcut, VarStore,
 };
@@ -65,8 +65,8 @@ struct Mlp([Linear; 3]);
 impl Network for Mlp {
     fn forward(&self, xs: &Tensor, _train: bool) -> bigbatch_models::Result<Tensor> {
         let [a, b, c] = &self.0;
-        let xs = relu(&a.forward(&xs.flatten_from(1)?)?)?;
-        let xs = relu(&b.forward(&xs)?)?;
+        let xs = a.forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
+        let xs = b.forward_with(&xs, Activation::Relu)?;
         c.forward(&xs)
     }
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, dropout, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm};
-use crate::ops::{Pool2dConfig, max_pool2d, relu};
+use crate::ops::{Activation, Pool2dConfig, max_pool2d, relu};
 use crate::{Error, Network, Result};
 
 fn check_input(model: &'static str, xs: &Tensor, expected: &[usize]) -> Result<()> {
@@ -229,8 +229,8 @@ impl Network for KeskarShallow {
             xs = max_pool2d(&ys, Pool2dConfig::new(3, 2, 1))?;
         }
         let p = self.cfg.dropout;
-        let xs = relu(&self.fc1.forward(&xs.flatten_from(1)?)?)?;
-        let xs = relu(&self.fc2.forward(&dropout(&xs, p, train)?)?)?;
+        let xs = self.fc1.forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
+        let xs = self.fc2.forward_with(&dropout(&xs, p, train)?, Activation::Relu)?;
         self.fc3.forward(&dropout(&xs, p, train)?)
     }
 }

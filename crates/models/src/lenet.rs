@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, linear};
-use crate::ops::{Pool2dConfig, max_pool2d, relu};
+use crate::ops::{Activation, Pool2dConfig, max_pool2d, relu};
 
 use crate::{Error, Network, Result};
 
@@ -98,8 +98,8 @@ impl Network for LeNet5 {
         let xs = relu(&max_pool2d(&self.conv1.forward(xs)?, pool)?)?;
         let xs = relu(&max_pool2d(&self.conv2.forward(&xs)?, pool)?)?;
         let xs = xs.flatten_from(1)?;
-        let xs = relu(&self.fc1.forward(&xs)?)?;
-        let xs = relu(&self.fc2.forward(&xs)?)?;
+        let xs = self.fc1.forward_with(&xs, Activation::Relu)?;
+        let xs = self.fc2.forward_with(&xs, Activation::Relu)?;
         self.fc3.forward(&xs)
     }
 }

@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, dropout, linear};
-use crate::ops::{Pool2dConfig, max_pool2d, relu};
+use crate::ops::{Activation, Pool2dConfig, max_pool2d, relu};
 use crate::{Error, Network, Result};
 
 /// Configuration of [`SimpleCnn`].
@@ -138,7 +138,7 @@ impl Network for SimpleCnn {
         let pool = Pool2dConfig::new(2, 2, 0);
         let xs = max_pool2d(&relu(&self.conv1.forward(xs)?)?, pool)?;
         let xs = max_pool2d(&relu(&self.conv2.forward(&xs)?)?, pool)?;
-        let xs = relu(&self.fc1.forward(&xs.flatten_from(1)?)?)?;
+        let xs = self.fc1.forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
         let xs = dropout(&xs, c.dropout.unwrap_or(0.0), train)?;
         self.fc2.forward(&xs)
     }

@@ -29,7 +29,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, linear};
-use crate::ops::relu;
+use crate::ops::{Activation, relu};
 use crate::{Autoencoder, Error, Result};
 
 /// Configuration of [`SvhnVae`].
@@ -166,7 +166,7 @@ impl SvhnVae {
     /// A candle error if `z` has the wrong width.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let side = self.cfg.image_size / 8;
-        let mut h = relu(&self.decoder_fc.forward(z)?)?.reshape((
+        let mut h = self.decoder_fc.forward_with(z, Activation::Relu)?.reshape((
             z.dim(0)?,
             self.cfg.channels[2],
             side,

@@ -83,14 +83,29 @@ fn add<T: WithDType>(x: &[T], b: &[T], s: usize) -> Vec<T> {
     y
 }
 
-fn channel_sum<T: WithDType>(d: &[T], c: usize, s: usize) -> Vec<T> {
+fn sum_planes<T: WithDType>(d: &[T], c: usize, s: usize) -> Vec<T> {
     let mut acc = vec![0f64; c];
-    for img in d.chunks_exact(c * s) {
-        for (plane, a) in img.chunks_exact(s).zip(acc.iter_mut()) {
-            *a += plane.iter().map(|v| v.to_f64()).sum::<f64>();
+    if s == 1 {
+        // `(N, C)` rows (a dense layer's output): add whole rows.
+        for row in d.chunks_exact(c) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v.to_f64();
+            }
+        }
+    } else {
+        for img in d.chunks_exact(c * s) {
+            for (plane, a) in img.chunks_exact(s).zip(acc.iter_mut()) {
+                *a += plane.iter().map(|v| v.to_f64()).sum::<f64>();
+            }
         }
     }
     acc.into_iter().map(T::from_f64).collect()
+}
+
+/// `Σ_{n, …} d[n, c, …]` of a `(N, C, ...)` CPU tensor (f32/f64), without a
+/// graph: the gradient of a per-channel bias.
+pub(super) fn channel_sum(d: &Tensor) -> candle_core::Result<Tensor> {
+    d.contiguous()?.apply_op1_no_bwd(&ChannelSum)
 }
 
 /// The forward kernel; backward is the identity for `x` and [`ChannelSum`] for `b`.
@@ -132,12 +147,12 @@ impl CustomOp2 for AddChannelBias {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum)?;
+        let db = channel_sum(grad)?;
         Ok((Some(grad.clone()), Some(db)))
     }
 }
 
-/// `Σ_{n, …} d[n, c, …]`: the bias gradient.
+/// The kernel of [`channel_sum`].
 struct ChannelSum;
 
 impl CustomOp1 for ChannelSum {
@@ -149,10 +164,10 @@ impl CustomOp1 for ChannelSum {
         let (_, c, p) = planes(l.shape());
         let out = match s {
             CpuStorage::F32(d) => {
-                CpuStorage::F32(channel_sum(contiguous("channel bias", d, l)?, c, p))
+                CpuStorage::F32(sum_planes(contiguous("channel bias", d, l)?, c, p))
             }
             CpuStorage::F64(d) => {
-                CpuStorage::F64(channel_sum(contiguous("channel bias", d, l)?, c, p))
+                CpuStorage::F64(sum_planes(contiguous("channel bias", d, l)?, c, p))
             }
             _ => candle_core::bail!("channel sum: only f32 and f64"),
         };

@@ -25,10 +25,11 @@
 //! builds), which is also the reference the kernels are tested against.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
-use gemm::{Parallelism, gemm};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::contiguous;
+use super::matmul::{Mat, matmul};
 use crate::{Error, Result};
 
 /// Stride, zero padding and groups of a square-kernel 2-D convolution.
@@ -431,77 +432,6 @@ fn valid_range(b: usize, w: usize, ow: usize, s: usize, p: usize) -> (usize, usi
         0
     };
     (lo, hi.max(lo))
-}
-
-/// Row-major matrix operand for [`matmul`]: pointer, row stride, column stride.
-#[derive(Clone, Copy)]
-struct Mat<T> {
-    ptr: *const T,
-    rs: isize,
-    cs: isize,
-}
-
-impl<T> Mat<T> {
-    /// A contiguous row-major `(rows, cols)` matrix (`cols` is the row stride).
-    fn rows(data: &[T], cols: usize) -> Self {
-        Self {
-            ptr: data.as_ptr(),
-            rs: cols as isize,
-            cs: 1,
-        }
-    }
-    /// The transpose of a contiguous row-major matrix with `cols` columns.
-    fn transposed(data: &[T], cols: usize) -> Self {
-        Self {
-            ptr: data.as_ptr(),
-            rs: 1,
-            cs: cols as isize,
-        }
-    }
-}
-
-/// `dst (m × n) (+)= lhs (m × k) · rhs (k × n)`, `dst` contiguous row-major;
-/// accumulates when `accumulate`.
-///
-/// # Panics
-/// If `dst` is shorter than `m·n` (the operands are checked by the callers'
-/// slicing, which panics on a short buffer before any pointer is taken).
-fn matmul<T: WithDType>(
-    [m, n, k]: [usize; 3],
-    dst: &mut [T],
-    lhs: Mat<T>,
-    rhs: Mat<T>,
-    accumulate: bool,
-    par: Parallelism,
-) {
-    assert!(dst.len() >= m * n, "matmul: destination too short");
-    // SAFETY: every caller takes `lhs` from a slice of at least m·k elements
-    // and `rhs` from one of at least k·n, laid out with the given strides, and
-    // `dst` holds m·n elements (checked above); the slices outlive the call and
-    // `dst` does not alias the operands (it is a distinct `&mut`).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.ptr,
-            lhs.cs,
-            lhs.rs,
-            rhs.ptr,
-            rhs.cs,
-            rhs.rs,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }
 
 /// Runs `f(first_image, xs_chunk, out_chunk)` over chunks of whole images,

@@ -1,81 +1,244 @@
-//! Dense layer product `y = x Wᵀ` (PyTorch's `F.linear` without bias) with a
-//! backward pass that writes both gradients contiguously.
+//! Dense layer `y = act(x Wᵀ + b)` (PyTorch's `F.linear`, then an optional
+//! ReLU) as one graph node, with a backward pass that writes every gradient
+//! contiguously.
 //!
 //! Composed, `x.matmul(&w.t())` differentiates into `xᵀ·dy` laid out as
 //! `(in, out)`, which candle then transposes back and adds into a zero
 //! gradient through its strided (element-by-element) path: for a
 //! 784-512-512-10 MLP at batch 32 that addition costs more than all the
-//! matrix products. Here:
+//! matrix products. A separate bias and ReLU are two more nodes, each with
+//! its own pass over the activations forward and a zeroed gradient plus an
+//! addition backward. Here:
 //!
 //! ```text
-//! y = x · Wᵀ        (N × out) = (N × in)(in × out)
-//! ∂L/∂x = dy · W    (N × in)  = (N × out)(out × in)
-//! ∂L/∂W = dyᵀ · x   (out × in) = (out × N)(N × in)
+//! y = act(x · Wᵀ + b)   (N × out): the rows start as b, gemm adds x · Wᵀ,
+//!                       the activation runs on each block while it is in cache
+//! dz = dy · act'(y)     (ReLU: dy where y > 0, else 0)
+//! ∂L/∂x = dz · W        (N × in)   = (N × out)(out × in)
+//! ∂L/∂W = dzᵀ · x       (out × in) = (out × N)(N × in)
+//! ∂L/∂b = Σ_n dz[n]
 //! ```
 //!
-//! each one `gemm` call (threaded by `gemm` itself above a size threshold).
+//! each product one `gemm` call per thread ([`super::matmul::matmul_split`]).
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
-use gemm::{Parallelism, gemm};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 
 use super::contiguous;
+use super::matmul::{Mat, matmul_split};
 use crate::{Error, Result};
 
-/// `x Wᵀ` for `x` `(N, in)` and `weight` `(out, in)`: `(N, out)`.
-/// Differentiable in both arguments.
+/// What a fused layer applies to its affine map's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: `y = x Wᵀ + b`.
+    #[default]
+    Identity,
+    /// `max(·, 0)`, with PyTorch's derivative 0 at 0; NaN passes through.
+    Relu,
+}
+
+/// `act(x Wᵀ + b)` for `x` `(N, in)`, `weight` `(out, in)` and an optional
+/// `bias` `(out)`: `(N, out)`, one graph node. Differentiable in all three.
 ///
 /// ```
-/// use bigbatch_models::ops::linear;
+/// use bigbatch_models::ops::{Activation, linear};
 /// use candle_core::{Device, Tensor};
 /// # fn main() -> Result<(), bigbatch_models::Error> {
 /// let x = Tensor::new(&[[1f32, 2.]], &Device::Cpu)?;
-/// let w = Tensor::new(&[[1f32, 0.], [1., 1.], [0., 2.]], &Device::Cpu)?;
-/// assert_eq!(linear(&x, &w)?.to_vec2::<f32>()?, [[1., 3., 4.]]);
+/// let w = Tensor::new(&[[1f32, 0.], [1., 1.], [0., -2.]], &Device::Cpu)?;
+/// let b = Tensor::new(&[0f32, 1., 0.], &Device::Cpu)?;
+/// assert_eq!(linear(&x, &w, None, Activation::Identity)?.to_vec2::<f32>()?, [[1., 3., -4.]]);
+/// assert_eq!(linear(&x, &w, Some(&b), Activation::Relu)?.to_vec2::<f32>()?, [[1., 4., 0.]]);
 /// # Ok(()) }
 /// ```
 ///
 /// # Errors
-/// [`Error::InputShape`] unless `x` is `(N, in)` and `weight` `(out, in)`;
-/// a candle error.
-pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (&[_, i], &[_, wi]) = (x.dims(), weight.dims()) else {
+/// [`Error::InputShape`] unless `x` is `(N, in)`, `weight` `(out, in)` and
+/// `bias` `(out)`; a candle error.
+pub fn linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+) -> Result<Tensor> {
+    let (&[_, i], &[o, wi]) = (x.dims(), weight.dims()) else {
         return Err(shape_error(x, weight));
     };
-    if i != wi {
+    if i != wi || bias.is_some_and(|b| b.dims() != [o]) {
         return Err(shape_error(x, weight));
     }
+    let dtype = x.dtype();
     let fast = x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && weight.dtype() == x.dtype();
-    if fast {
-        Ok(x.contiguous()?
-            .apply_op2(&weight.contiguous()?, Product::FORWARD)?)
-    } else {
-        linear_composed(x, weight)
+        && matches!(dtype, DType::F32 | DType::F64)
+        && weight.dtype() == dtype
+        && bias.is_none_or(|b| b.dtype() == dtype);
+    if !fast {
+        return linear_composed(x, weight, bias, act);
     }
+    // Without a bias the rows start from a constant zero vector, which the
+    // graph does not track (so it gets no gradient).
+    let bias = match bias {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(o, dtype, x.device())?,
+    };
+    Ok(x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias, Dense(act))?)
 }
 
-/// [`linear`] as `x.matmul(&w.t())` (any device and dtype, candle's autodiff).
+/// [`linear`] from candle's ops: `x.matmul(&w.t())`, `broadcast_add`, `relu`
+/// (any device and dtype, candle's autodiff; its ReLU has derivative 1 at 0).
 ///
 /// # Errors
 /// As [`linear`].
-pub fn linear_composed(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+pub fn linear_composed(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+) -> Result<Tensor> {
     if x.rank() != 2 || weight.rank() != 2 {
         return Err(shape_error(x, weight));
     }
-    Ok(x.matmul(&weight.t()?)?)
+    let y = x.matmul(&weight.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    Ok(match act {
+        Activation::Identity => y,
+        Activation::Relu => y.relu()?,
+    })
 }
 
 fn shape_error(x: &Tensor, weight: &Tensor) -> Error {
     Error::InputShape {
         model: "linear",
-        expected: format!("(N, in) against a weight of shape {:?}", weight.dims()),
+        expected: format!(
+            "(N, in) against a weight of shape {:?} and a bias of its rows",
+            weight.dims()
+        ),
         found: x.dims().to_vec(),
     }
 }
 
+/// The fused forward over `(x, weight, bias)`.
+#[derive(Clone, Copy, Debug)]
+struct Dense(Activation);
+
+impl Dense {
+    fn run<T: WithDType>(self, x: &[T], w: &[T], b: &[T], (m, k): (usize, usize)) -> Vec<T> {
+        let n = b.len();
+        // The rows start as the bias (written once, no zeroing pass first).
+        let mut y = Vec::with_capacity(m * n);
+        for _ in 0..m {
+            y.extend_from_slice(b);
+        }
+        let relu = self.0 == Activation::Relu;
+        matmul_split(
+            [m, n, k],
+            &mut y,
+            Mat::rows(x, k),
+            Mat::transposed(w, k),
+            true,
+            |row| {
+                if relu {
+                    super::simd(
+                        #[inline(always)]
+                        || row.iter_mut().for_each(|v| *v = super::relu::positive(*v)),
+                    )
+                }
+            },
+        );
+        y
+    }
+}
+
+impl CustomOp3 for Dense {
+    fn name(&self) -> &'static str {
+        "bigbatch-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = l1.shape().dims2()?;
+        let (n, kw) = l2.shape().dims2()?;
+        if k != kw || l3.shape().dims() != [n] {
+            candle_core::bail!(
+                "linear: input {:?}, weight {:?}, bias {:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(
+                    contiguous("linear", x, l1)?,
+                    contiguous("linear", w, l2)?,
+                    contiguous("linear", b, l3)?,
+                    (m, k),
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(
+                    contiguous("linear", x, l1)?,
+                    contiguous("linear", w, l2)?,
+                    contiguous("linear", b, l3)?,
+                    (m, k),
+                ))
+            }
+            _ => candle_core::bail!("linear: only f32 and f64 of one dtype"),
+        };
+        Ok((y, Shape::from((m, n))))
+    }
+
+    /// Only the forward is differentiated; the backward products and sums
+    /// are applied without a graph, and only for operands the graph tracks
+    /// (a first layer's input is data; a missing bias is a constant).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dz = match self.0 {
+            Activation::Identity => dy.contiguous()?,
+            Activation::Relu => super::relu::relu_backward(dy, y)?,
+        };
+        let dx = x.track_op().then(|| {
+            dz.apply_op2_no_bwd(
+                weight,
+                &Product {
+                    ta: false,
+                    tb: false,
+                },
+            )
+        });
+        let dw = weight.track_op().then(|| {
+            dz.apply_op2_no_bwd(
+                x,
+                &Product {
+                    ta: true,
+                    tb: false,
+                },
+            )
+        });
+        let db = bias.track_op().then(|| super::bias::channel_sum(&dz));
+        Ok((dx.transpose()?, dw.transpose()?, db.transpose()?))
+    }
+}
+
 /// `op(a) · op(b)` for contiguous row-major matrices, `op` the identity or
-/// the transpose.
+/// the transpose: the backward products.
 #[derive(Clone, Copy, Debug)]
 struct Product {
     ta: bool,
@@ -83,11 +246,6 @@ struct Product {
 }
 
 impl Product {
-    const FORWARD: Self = Self {
-        ta: false,
-        tb: true,
-    };
-
     /// `(m, k)` of `op(a)` from the stored `(rows, cols)`.
     fn op_dims(rows: usize, cols: usize, t: bool) -> (usize, usize) {
         if t { (cols, rows) } else { (rows, cols) }
@@ -102,49 +260,29 @@ impl Product {
     ) -> Vec<T> {
         let (m, k) = Self::op_dims(ar, ac, self.ta);
         let (_, n) = Self::op_dims(br, bc, self.tb);
-        let mut dst = vec![T::zero(); m * n];
-        // Row and column strides of op(a) and op(b).
-        let (a_rs, a_cs) = if self.ta { (1, ac) } else { (ac, 1) };
-        let (b_rs, b_cs) = if self.tb { (1, bc) } else { (bc, 1) };
-        let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 && m * n * k >= 1 << 21 {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
+        let operand = |data, cols, t| {
+            if t {
+                Mat::transposed(data, cols)
+            } else {
+                Mat::rows(data, cols)
+            }
         };
-        // SAFETY: `a` holds ar·ac = m·k and `b` br·bc = k·n elements (checked
-        // by `cpu_fwd`), read with in-bounds strides; `dst` holds m·n and is a
-        // fresh buffer that aliases neither operand.
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                a_cs as isize,
-                a_rs as isize,
-                b.as_ptr(),
-                b_cs as isize,
-                b_rs as isize,
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                par,
-            );
-        }
+        let mut dst = vec![T::zero(); m * n];
+        matmul_split(
+            [m, n, k],
+            &mut dst,
+            operand(a, ac, self.ta),
+            operand(b, bc, self.tb),
+            false,
+            |_| {},
+        );
         dst
     }
 }
 
 impl CustomOp2 for Product {
     fn name(&self) -> &'static str {
-        "bigbatch-linear"
+        "bigbatch-linear-backward"
     }
 
     fn cpu_fwd(
@@ -178,37 +316,6 @@ impl CustomOp2 for Product {
         };
         Ok((out, Shape::from((m, n))))
     }
-
-    /// Only the forward product `x Wᵀ` is differentiated; the backward
-    /// products are applied without a graph.
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        if self.ta || !self.tb {
-            candle_core::bail!("linear: only the forward product has a backward pass");
-        }
-        let grad = grad.contiguous()?;
-        // Only what the graph tracks: a first layer's input is data.
-        let dx = x.track_op().then(|| {
-            let op = Product {
-                ta: false,
-                tb: false,
-            };
-            grad.apply_op2_no_bwd(weight, &op)
-        });
-        let dw = weight.track_op().then(|| {
-            let op = Product {
-                ta: true,
-                tb: false,
-            };
-            grad.apply_op2_no_bwd(x, &op)
-        });
-        Ok((dx.transpose()?, dw.transpose()?))
-    }
 }
 
 #[cfg(test)]
@@ -225,35 +332,60 @@ mod tests {
         Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
     }
 
+    /// Values and the gradients of `x`, `W` and `b` through `Σ r·f(x, W, b)`.
+    fn run(
+        f: fn(&Tensor, &Tensor, Option<&Tensor>, Activation) -> Result<Tensor>,
+        [x, w, b]: [&Var; 3],
+        with_bias: bool,
+        act: Activation,
+        r: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        let bias = with_bias.then(|| b.as_tensor());
+        let y = f(x.as_tensor(), w.as_tensor(), bias, act)?;
+        let g = (&y * r)?.sum_all()?.backward()?;
+        let mut out = vec![y.detach()];
+        for v in [x, w, b] {
+            if let Some(d) = g.get(v.as_tensor()) {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
     #[test]
-    fn kernel_equals_matmul_in_values_and_gradients() -> Result<()> {
-        // Batch 1, odd sizes, and one large enough for gemm's own threads.
+    fn kernel_equals_composed_ops_in_values_and_gradients() -> Result<()> {
+        // Batch 1, odd sizes, and shapes large enough to split over threads
+        // by rows (64 × 300 → 200) and by columns (40 × 300 → 250).
         for (n, i, o) in [
             (1, 1, 1),
             (1, 7, 3),
             (5, 4, 9),
             (33, 17, 10),
             (64, 300, 200),
+            (40, 300, 250),
         ] {
             for dtype in [DType::F64, DType::F32] {
                 let tol = if dtype == DType::F64 { 1e-11 } else { 1e-3 };
-                let x = Var::from_tensor(&ramp((n, i), 0.0)?.to_dtype(dtype)?)?;
+                // No pre-activation exactly 0, where candle's ReLU takes
+                // derivative 1 and PyTorch's (and ours) 0.
+                let x = Var::from_tensor(&ramp((n, i), 0.5)?.to_dtype(dtype)?)?;
                 let w = Var::from_tensor(&ramp((o, i), 5.0)?.to_dtype(dtype)?)?;
+                let b = Var::from_tensor(&ramp((1, o), 3.0)?.flatten_all()?.to_dtype(dtype)?)?;
                 let r = ramp((n, o), 2.0)?.to_dtype(dtype)?;
-                let mut out = Vec::new();
-                for f in [linear, linear_composed] {
-                    let y = f(x.as_tensor(), w.as_tensor())?;
-                    let g = (&y * &r)?.sum_all()?.backward()?;
-                    out.push([
-                        y.detach(),
-                        g.get(x.as_tensor()).expect("dx").clone(),
-                        g.get(w.as_tensor()).expect("dw").clone(),
-                    ]);
-                }
-                for (a, b) in out[0].iter().zip(&out[1]) {
-                    let d = (a - b)?.abs()?.flatten_all()?.max(0)?;
-                    let d = d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                    assert!(d < tol, "({n}, {i}) x ({o}, {i}) {dtype:?}: {d}");
+                for act in [Activation::Identity, Activation::Relu] {
+                    for with_bias in [false, true] {
+                        let fast = run(linear, [&x, &w, &b], with_bias, act, &r)?;
+                        let composed = run(linear_composed, [&x, &w, &b], with_bias, act, &r)?;
+                        // y, dx, dW, and db only when the bias is used.
+                        assert_eq!(fast.len(), 3 + usize::from(with_bias));
+                        assert_eq!(fast.len(), composed.len());
+                        for (a, b) in fast.iter().zip(&composed) {
+                            let d = (a - b)?.abs()?.flatten_all()?.max(0)?;
+                            let d = d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                            let case = format!("({n}, {i}) x ({o}, {i}) {dtype:?} {act:?}");
+                            assert!(d < tol, "{case} bias {with_bias}: {d}");
+                        }
+                    }
                 }
             }
         }
@@ -263,29 +395,59 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() -> Result<()> {
         let (x, w, r) = (ramp((3, 4), 1.0)?, ramp((2, 4), 4.0)?, ramp((3, 2), 8.0)?);
-        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-        let g = (linear(xv.as_tensor(), wv.as_tensor())? * &r)?
-            .sum_all()?
-            .backward()?;
-        let loss = |x: &Tensor, w: &Tensor| -> Result<f64> {
-            Ok((linear(x, w)? * &r)?.sum_all()?.to_scalar::<f64>()?)
-        };
-        for (which, t, grad) in [
-            ("x", &x, g.get(xv.as_tensor())),
-            ("w", &w, g.get(wv.as_tensor())),
-        ] {
-            let grad = grad.expect("grad").flatten_all()?.to_vec1::<f64>()?;
-            for (j, &g_j) in grad.iter().enumerate() {
-                let fd = central_difference(t, j, 1e-6, |t2| {
-                    if which == "x" {
-                        loss(t2, &w)
-                    } else {
-                        loss(&x, t2)
-                    }
-                })?;
-                assert!((fd - g_j).abs() < 1e-7, "{which}[{j}]: {fd} vs {g_j}");
+        let b = Tensor::new(&[0.3f64, -0.2], &Device::Cpu)?;
+        for act in [Activation::Identity, Activation::Relu] {
+            let (xv, wv, bv) = (
+                Var::from_tensor(&x)?,
+                Var::from_tensor(&w)?,
+                Var::from_tensor(&b)?,
+            );
+            let y = linear(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), act)?;
+            let g = (y * &r)?.sum_all()?.backward()?;
+            let loss = |t: [&Tensor; 3]| -> Result<f64> {
+                let y = linear(t[0], t[1], Some(t[2]), act)?;
+                Ok((y * &r)?.sum_all()?.to_scalar::<f64>()?)
+            };
+            for (which, v) in [&xv, &wv, &bv].into_iter().enumerate() {
+                let grad = g.get(v.as_tensor()).expect("grad");
+                let grad = grad.flatten_all()?.to_vec1::<f64>()?;
+                let t = v.as_tensor();
+                for (j, &g_j) in grad.iter().enumerate() {
+                    let fd = central_difference(t, j, 1e-6, |t2| {
+                        let mut args = [&x, &w, &b];
+                        args[which] = t2;
+                        loss(args)
+                    })?;
+                    assert!(
+                        (fd - g_j).abs() < 1e-7,
+                        "{act:?} operand {which}[{j}]: {fd} vs {g_j}"
+                    );
+                }
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn relu_follows_pytorch_at_the_kink_and_lets_nan_through() -> Result<()> {
+        // x·Wᵀ + b = [0, −1, NaN, 2]: derivative 0 at 0, NaN stays NaN.
+        let x = Tensor::new(&[[1f64]], &Device::Cpu)?;
+        let w = Var::from_tensor(&Tensor::new(
+            &[[0f64], [-1.], [f64::NAN], [2.]],
+            &Device::Cpu,
+        )?)?;
+        let y = linear(&x, w.as_tensor(), None, Activation::Relu)?;
+        let got = y.flatten_all()?.to_vec1::<f64>()?;
+        assert_eq!(got[..2], [0.0, 0.0]);
+        assert!(got[2].is_nan());
+        assert_eq!(got[3], 2.0);
+        let g = y.sum_all()?.backward()?;
+        let dw = g
+            .get(w.as_tensor())
+            .expect("dw")
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        assert_eq!([dw[0], dw[1], dw[3]], [0.0, 0.0, 1.0]);
         Ok(())
     }
 
@@ -293,11 +455,13 @@ mod tests {
     fn untracked_operands_get_no_gradient_and_change_nothing_else() -> Result<()> {
         let (x, w, r) = (ramp((5, 4), 1.0)?, ramp((3, 4), 4.0)?, ramp((5, 3), 8.0)?);
         let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-        let both = (linear(xv.as_tensor(), wv.as_tensor())? * &r)?
+        let both = (linear(xv.as_tensor(), wv.as_tensor(), None, Activation::Identity)? * &r)?
             .sum_all()?
             .backward()?;
         // Data in, as in a first layer: only the weight's gradient.
-        let data_in = (linear(&x, wv.as_tensor())? * &r)?.sum_all()?.backward()?;
+        let data_in = (linear(&x, wv.as_tensor(), None, Activation::Identity)? * &r)?
+            .sum_all()?
+            .backward()?;
         assert!(data_in.get(&x).is_none());
         let (a, b) = (data_in.get(wv.as_tensor()), both.get(wv.as_tensor()));
         let d = (a.expect("dw") - b.expect("dw"))?
@@ -306,7 +470,9 @@ mod tests {
             .max(1)?;
         assert_eq!(d.to_vec1::<f64>()?, [0.0]);
         // A frozen weight: only the input's gradient.
-        let frozen = (linear(xv.as_tensor(), &w)? * &r)?.sum_all()?.backward()?;
+        let frozen = (linear(xv.as_tensor(), &w, None, Activation::Identity)? * &r)?
+            .sum_all()?
+            .backward()?;
         assert!(frozen.get(&w).is_none() && frozen.get(xv.as_tensor()).is_some());
         Ok(())
     }
@@ -314,12 +480,18 @@ mod tests {
     #[test]
     fn rejects_mismatched_shapes() -> Result<()> {
         let x = ramp((2, 3), 0.0)?;
+        let id = Activation::Identity;
         assert!(matches!(
-            linear(&x, &ramp((4, 2), 0.0)?),
+            linear(&x, &ramp((4, 2), 0.0)?, None, id),
             Err(Error::InputShape { .. })
         ));
         assert!(matches!(
-            linear(&x.flatten_all()?, &ramp((4, 3), 0.0)?),
+            linear(&x.flatten_all()?, &ramp((4, 3), 0.0)?, None, id),
+            Err(Error::InputShape { .. })
+        ));
+        let b = ramp((1, 3), 0.0)?.flatten_all()?;
+        assert!(matches!(
+            linear(&x, &ramp((4, 3), 0.0)?, Some(&b), id),
             Err(Error::InputShape { .. })
         ));
         Ok(())

@@ -5,13 +5,14 @@ mod batch_norm;
 mod bias;
 mod conv;
 mod linear;
+mod matmul;
 mod pool;
 mod relu;
 
 pub use batch_norm::{BatchNormOutput, batch_norm_train};
 pub use bias::{add_channel_bias, add_channel_bias_composed};
 pub use conv::{ConvConfig, conv2d, conv2d_composed};
-pub use linear::{linear, linear_composed};
+pub use linear::{Activation, linear, linear_composed};
 pub use pool::{Pool2dConfig, avg_pool2d, avg_pool2d_composed, max_pool2d, max_pool2d_composed};
 pub use relu::{add_relu, add_relu_composed, relu, relu_composed};
 

@@ -134,7 +134,7 @@ fn map<T: WithDType>(x: &[T]) -> candle_core::Result<Vec<T>> {
 
 /// `max(v, 0)`, NaN staying NaN (so a diverging run still shows in the loss).
 #[inline(always)]
-fn positive<T: WithDType>(v: T) -> T {
+pub(super) fn positive<T: WithDType>(v: T) -> T {
     if v < T::zero() { T::zero() } else { v }
 }
 
@@ -190,10 +190,7 @@ impl CustomOp1 for Relu {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            dy.contiguous()?
-                .apply_op2_no_bwd(&y.contiguous()?, &ReluBackward)?,
-        ))
+        Ok(Some(relu_backward(dy, y)?))
     }
 }
 
@@ -230,14 +227,19 @@ impl CustomOp2 for AddRelu {
         y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = dy
-            .contiguous()?
-            .apply_op2_no_bwd(&y.contiguous()?, &ReluBackward)?;
+        let d = relu_backward(dy, y)?;
         Ok((Some(d.clone()), Some(d)))
     }
 }
 
-/// `dy · [y > 0]` from the upstream gradient and the ReLU's output.
+/// `dy · [y > 0]` from the upstream gradient and a ReLU's output `y` (CPU,
+/// f32/f64), without a graph: the backward of every op that ends in a ReLU.
+pub(super) fn relu_backward(dy: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    dy.contiguous()?
+        .apply_op2_no_bwd(&y.contiguous()?, &ReluBackward)
+}
+
+/// The kernel of [`relu_backward`].
 struct ReluBackward;
 
 impl CustomOp2 for ReluBackward {
