@@ -229,8 +229,12 @@ impl Network for KeskarShallow {
             xs = max_pool2d(&ys, Pool2dConfig::new(3, 2, 1))?;
         }
         let p = self.cfg.dropout;
-        let xs = self.fc1.forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
-        let xs = self.fc2.forward_with(&dropout(&xs, p, train)?, Activation::Relu)?;
+        let xs = self
+            .fc1
+            .forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
+        let xs = self
+            .fc2
+            .forward_with(&dropout(&xs, p, train)?, Activation::Relu)?;
         self.fc3.forward(&dropout(&xs, p, train)?)
     }
 }

@@ -19,9 +19,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{
-    Activation, ConvConfig, add_channel_bias, conv2d as conv2d_op, linear as linear_op,
-};
+use crate::ops::{Activation, ConvConfig, conv2d as conv2d_op, linear as linear_op};
 use crate::{Error, Result};
 
 /// `U(−1/√fan_in, 1/√fan_in)`: PyTorch's default for weights and biases.
@@ -151,7 +149,7 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder<'_>) -> Result<Linea
 
 /// A 2-D convolution layer: `weight` `(out, in/groups, k, k)`, optional `bias`
 /// `(out)`, stride, padding and groups (PyTorch's `nn.Conv2d` with a square
-/// kernel). The forward pass is [`crate::ops::conv2d`] plus the bias.
+/// kernel). The forward pass is [`crate::ops::conv2d`], bias included.
 ///
 /// ```
 /// use bigbatch_models::layers::Conv2d;
@@ -195,16 +193,12 @@ impl Conv2d {
         self.cfg
     }
 
-    /// `conv2d(xs, weight) + bias` for `xs` `(N, in, H, W)`.
+    /// `conv2d(xs, weight) + bias` for `xs` `(N, in, H, W)`: one graph node.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] if `xs` does not fit the weight, a candle error.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = conv2d_op(xs, &self.weight, self.cfg)?;
-        match &self.bias {
-            Some(b) => add_channel_bias(&ys, b),
-            None => Ok(ys),
-        }
+        conv2d_op(xs, &self.weight, self.bias.as_ref(), self.cfg)
     }
 }
 

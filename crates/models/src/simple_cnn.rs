@@ -138,7 +138,9 @@ impl Network for SimpleCnn {
         let pool = Pool2dConfig::new(2, 2, 0);
         let xs = max_pool2d(&relu(&self.conv1.forward(xs)?)?, pool)?;
         let xs = max_pool2d(&relu(&self.conv2.forward(&xs)?)?, pool)?;
-        let xs = self.fc1.forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
+        let xs = self
+            .fc1
+            .forward_with(&xs.flatten_from(1)?, Activation::Relu)?;
         let xs = dropout(&xs, c.dropout.unwrap_or(0.0), train)?;
         self.fc2.forward(&xs)
     }

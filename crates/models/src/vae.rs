@@ -166,12 +166,10 @@ impl SvhnVae {
     /// A candle error if `z` has the wrong width.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let side = self.cfg.image_size / 8;
-        let mut h = self.decoder_fc.forward_with(z, Activation::Relu)?.reshape((
-            z.dim(0)?,
-            self.cfg.channels[2],
-            side,
-            side,
-        ))?;
+        let mut h = self
+            .decoder_fc
+            .forward_with(z, Activation::Relu)?
+            .reshape((z.dim(0)?, self.cfg.channels[2], side, side))?;
         for (i, conv) in self.decoder.iter().enumerate() {
             let (_, _, hh, ww) = h.dims4()?;
             h = conv.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?;

@@ -24,7 +24,7 @@
 //! fall back to [`conv2d_composed`] (candle's own `conv2d`, cuDNN on CUDA
 //! builds), which is also the reference the kernels are tested against.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -205,10 +205,11 @@ impl Geometry {
 /// costs a few microseconds; this is about 50 µs of single-core work).
 const PARALLEL_MACS: usize = 1 << 21;
 
-/// `Y = conv2d(X, W)` without bias: `x` `(N, C, H, W)`, `weight`
-/// `(O, C/G, k, k)`, result `(N, O, H', W')` with `H' = ⌊(H + 2p − k)/s⌋ + 1`,
-/// `Y[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] · X[n, g(o)·C/G + c, s·i + a − p, s·j + b − p]`
-/// (zero outside the input). Differentiable in both arguments.
+/// `Y = conv2d(X, W) + b`: `x` `(N, C, H, W)`, `weight` `(O, C/G, k, k)`,
+/// an optional `bias` `(O)`, result `(N, O, H', W')` with
+/// `H' = ⌊(H + 2p − k)/s⌋ + 1`,
+/// `Y[n,o,i,j] = b[o] + Σ_{c,a,b} W[o,c,a,b] · X[n, g(o)·C/G + c, s·i + a − p, s·j + b − p]`
+/// (zero outside the input). One graph node, differentiable in all three.
 ///
 /// ```
 /// use bigbatch_models::ops::{ConvConfig, conv2d};
@@ -216,42 +217,81 @@ const PARALLEL_MACS: usize = 1 << 21;
 /// # fn main() -> Result<(), bigbatch_models::Error> {
 /// let x = Tensor::arange(0f32, 9., &Device::Cpu)?.reshape((1, 1, 3, 3))?;
 /// let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
-/// let y = conv2d(&x, &w, ConvConfig::new(1, 0))?;
+/// let y = conv2d(&x, &w, None, ConvConfig::new(1, 0))?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [8., 12., 20., 24.]);
+/// let b = Tensor::new(&[0.5f32], &Device::Cpu)?;
+/// let y = conv2d(&x, &w, Some(&b), ConvConfig::new(1, 0))?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [8.5, 12.5, 20.5, 24.5]);
 /// # Ok(()) }
 /// ```
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] if the shapes do not fit (non-4-D, channels not
-/// divisible by the groups, kernel larger than the padded input, zero stride);
-/// a candle error otherwise.
-pub fn conv2d(x: &Tensor, weight: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
-    Geometry::new(x.dims(), weight.dims(), cfg).map_err(|reason| Error::InvalidConfig {
-        what: "conv2d",
-        reason,
-    })?;
+/// divisible by the groups, kernel larger than the padded input, zero stride,
+/// a bias that is not `(O)`); a candle error otherwise.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: ConvConfig,
+) -> Result<Tensor> {
+    check(x, weight, bias, cfg)?;
+    let dtype = x.dtype();
     let fast = x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && weight.dtype() == x.dtype();
-    if fast {
-        Ok(x.contiguous()?
-            .apply_op2(&weight.contiguous()?, Conv2dOp(cfg))?)
-    } else {
-        conv2d_composed(x, weight, cfg)
+        && matches!(dtype, DType::F32 | DType::F64)
+        && weight.dtype() == dtype
+        && bias.is_none_or(|b| b.dtype() == dtype);
+    if !fast {
+        return conv2d_composed(x, weight, bias, cfg);
     }
+    let op = Conv2dOp {
+        cfg,
+        bias: bias.is_some(),
+    };
+    // Without a bias the op takes a constant zero vector it never reads,
+    // which the graph does not track (so it gets no gradient).
+    let bias = match bias {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(weight.dim(0)?, dtype, x.device())?,
+    };
+    Ok(x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias, op)?)
 }
 
-/// [`conv2d`] as candle's own `Tensor::conv2d` (any device and dtype,
-/// candle's autodiff backward).
+/// [`conv2d`] as candle's own `Tensor::conv2d` and a broadcast add (any
+/// device and dtype, candle's autodiff backward).
 ///
 /// # Errors
 /// As [`conv2d`].
-pub fn conv2d_composed(x: &Tensor, weight: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
-    Geometry::new(x.dims(), weight.dims(), cfg).map_err(|reason| Error::InvalidConfig {
+pub fn conv2d_composed(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: ConvConfig,
+) -> Result<Tensor> {
+    check(x, weight, bias, cfg)?;
+    let y = x.conv2d(weight, cfg.padding, cfg.stride, 1, cfg.groups)?;
+    Ok(match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+        None => y,
+    })
+}
+
+/// The typed error for shapes that do not fit.
+fn check(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: ConvConfig) -> Result<()> {
+    let invalid = |reason| Error::InvalidConfig {
         what: "conv2d",
         reason,
-    })?;
-    Ok(x.conv2d(weight, cfg.padding, cfg.stride, 1, cfg.groups)?)
+    };
+    let g = Geometry::new(x.dims(), weight.dims(), cfg).map_err(invalid)?;
+    match bias {
+        Some(b) if b.dims() != [g.o] => Err(invalid(format!(
+            "bias of shape {:?} for {} output channels",
+            b.dims(),
+            g.o
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Unfolds one group of one image, `x` `(C/G, H, W)`, into `col`
@@ -498,7 +538,7 @@ fn grid_scratch<T: WithDType>(g: &Geometry) -> Vec<T> {
     vec![T::zero(); if g.gw() == g.ow { 0 } else { g.og() * g.gp() }]
 }
 
-fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+fn forward<T: WithDType>(x: &[T], weight: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
     let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
     let mut out = vec![T::zero(); g.n * out_image];
@@ -518,6 +558,12 @@ fn forward<T: WithDType>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
                 } else {
                     matmul([og, gp, kk], &mut grid, lhs, rhs, false, par);
                     narrow(&grid, dst, g);
+                }
+            }
+            // The bias, on each plane while it is still in cache.
+            if let Some(bias) = bias {
+                for (plane, &b) in yi.chunks_exact_mut(p).zip(bias) {
+                    plane.iter_mut().for_each(|v| *v += b);
                 }
             }
         }
@@ -638,11 +684,37 @@ macro_rules! dispatch2 {
     };
 }
 
-/// Forward kernel over `(input, weight)`; backward through
+/// Forward kernel over `(input, weight, bias)`; backward through
 /// [`Conv2dBackwardInput`] and [`Conv2dBackwardWeight`].
-struct Conv2dOp(ConvConfig);
+struct Conv2dOp {
+    cfg: ConvConfig,
+    /// Whether the third operand is a real bias (else a zero vector left unread).
+    bias: bool,
+}
 
-impl CustomOp2 for Conv2dOp {
+impl Conv2dOp {
+    fn run<T: WithDType>(
+        &self,
+        g: &Geometry,
+        (x, lx): (&[T], &Layout),
+        (w, lw): (&[T], &Layout),
+        (b, lb): (&[T], &Layout),
+    ) -> candle_core::Result<Vec<T>> {
+        let bias = if self.bias {
+            Some(contiguous("conv2d", b, lb)?)
+        } else {
+            None
+        };
+        Ok(forward(
+            contiguous("conv2d", x, lx)?,
+            contiguous("conv2d", w, lw)?,
+            bias,
+            g,
+        ))
+    }
+}
+
+impl CustomOp3 for Conv2dOp {
     fn name(&self) -> &'static str {
         "bigbatch-conv2d"
     }
@@ -653,9 +725,22 @@ impl CustomOp2 for Conv2dOp {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = Geometry::from_layouts(l1.shape(), l2.shape(), self.0)?;
-        let out = dispatch2!("conv2d", s1, l1, s2, l2, |x, w| forward(x, w, &g));
+        let g = Geometry::from_layouts(l1.shape(), l2.shape(), self.cfg)?;
+        if l3.shape().dims() != [g.o] {
+            candle_core::bail!("conv2d: bias {:?} for {} channels", l3.shape(), g.o);
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(&g, (x, l1), (w, l2), (b, l3))?)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(&g, (x, l1), (w, l2), (b, l3))?)
+            }
+            _ => candle_core::bail!("conv2d: only f32 and f64 of one dtype"),
+        };
         Ok((out, g.out_shape()))
     }
 
@@ -663,27 +748,29 @@ impl CustomOp2 for Conv2dOp {
         &self,
         x: &Tensor,
         weight: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         // Only what the graph tracks: a first layer's input is data, and its
         // gradient (a transposed convolution) would be computed for nothing.
         let dx = x.track_op().then(|| {
             let op = Conv2dBackwardInput {
-                cfg: self.0,
+                cfg: self.cfg,
                 input: x.shape().clone(),
             };
             grad.apply_op2_no_bwd(weight, &op)
         });
         let dw = weight.track_op().then(|| {
             let op = Conv2dBackwardWeight {
-                cfg: self.0,
+                cfg: self.cfg,
                 weight: weight.shape().clone(),
             };
             x.apply_op2_no_bwd(&grad, &op)
         });
-        Ok((dx.transpose()?, dw.transpose()?))
+        let db = (self.bias && bias.track_op()).then(|| super::bias::channel_sum(&grad));
+        Ok((dx.transpose()?, dw.transpose()?, db.transpose()?))
     }
 }
 
@@ -804,6 +891,14 @@ mod tests {
         Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
     }
 
+    fn plain(x: &Tensor, w: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
+        conv2d(x, w, None, cfg)
+    }
+
+    fn plain_composed(x: &Tensor, w: &Tensor, cfg: ConvConfig) -> Result<Tensor> {
+        conv2d_composed(x, w, None, cfg)
+    }
+
     /// Output and the gradients of `Σ y ⊙ r` with respect to input and weight.
     fn run(f: ConvFn, x: &Tensor, w: &Tensor, cfg: ConvConfig) -> Result<(Tensor, Tensor, Tensor)> {
         let (xv, wv) = (Var::from_tensor(x)?, Var::from_tensor(w)?);
@@ -855,7 +950,7 @@ mod tests {
             for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
                 let (x, w) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?);
                 let what = format!("{shape:?} o={o} k={k} {cfg:?} {dtype:?}");
-                let a = run(conv2d, &x, &w, cfg)?;
+                let a = run(plain, &x, &w, cfg)?;
                 let b = run(conv2d_unfolded, &x, &w, cfg)?;
                 assert!(max_diff(&a.0, &b.0)? < tol, "y {what}");
                 assert!(max_diff(&a.1, &b.1)? < tol, "dx {what}");
@@ -864,9 +959,9 @@ mod tests {
                 // same values; its backward only where it handles the shape
                 // (candle 0.11 derives the transposed convolution's output
                 // padding from the height alone).
-                let y = conv2d_composed(&x, &w, cfg)?;
+                let y = conv2d_composed(&x, &w, None, cfg)?;
                 assert!(max_diff(&a.0, &y)? < tol, "candle y {what}");
-                if let Ok(c) = run(conv2d_composed, &x, &w, cfg) {
+                if let Ok(c) = run(plain_composed, &x, &w, cfg) {
                     assert!(max_diff(&a.1, &c.1)? < tol, "candle dx {what}");
                     assert!(max_diff(&a.2, &c.2)? < tol, "candle dw {what}");
                 }
@@ -876,14 +971,50 @@ mod tests {
     }
 
     #[test]
+    fn bias_is_fused_exactly_as_a_broadcast_add() -> Result<()> {
+        let mut compared = 0;
+        for (i, (shape, o, k, cfg)) in cases().into_iter().enumerate().take(12) {
+            let x = Var::from_tensor(&random(&shape, i as u64)?)?;
+            let w = Var::from_tensor(&random(&[o, shape[1] / cfg.groups, k, k], 7)?)?;
+            let b = Var::from_tensor(&random(&[o], 8)?)?;
+            let run = |f: fn(&Tensor, &Tensor, Option<&Tensor>, ConvConfig) -> Result<Tensor>| {
+                let y = f(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), cfg)?;
+                let r = random(y.dims(), 99)?;
+                let g = (&y * &r)?.sum_all()?.backward()?;
+                let get = |v: &Var| g.get(v.as_tensor()).expect("grad").clone();
+                Ok::<_, Error>([y.detach(), get(&x), get(&w), get(&b)])
+            };
+            let fused = run(conv2d)?;
+            // candle's backward only where it handles the shape (see above).
+            let Ok(composed) = run(conv2d_composed) else {
+                continue;
+            };
+            let what = format!("{shape:?} o={o} k={k} {cfg:?}");
+            for (j, (a, c)) in fused.iter().zip(&composed).enumerate() {
+                assert!(max_diff(a, c)? < 1e-12, "operand {j} {what}");
+            }
+            compared += 1;
+        }
+        assert!(compared >= 8, "only {compared} shapes compared");
+        let x = random(&[1, 2, 4, 4], 0)?;
+        let w = random(&[3, 2, 3, 3], 1)?;
+        let wrong = random(&[2], 2)?;
+        assert!(matches!(
+            conv2d(&x, &w, Some(&wrong), ConvConfig::new(1, 1)),
+            Err(Error::InvalidConfig { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn untracked_operands_get_no_gradient_and_change_nothing_else() -> Result<()> {
         let x = random(&[2, 3, 6, 6], 4)?;
         let w = random(&[4, 3, 3, 3], 5)?;
         let cfg = ConvConfig::new(1, 1);
-        let (_, _, dw_full) = run(conv2d, &x, &w, cfg)?;
+        let (_, _, dw_full) = run(plain, &x, &w, cfg)?;
         // `x` as data (a first layer): only the weight's gradient exists.
         let wv = Var::from_tensor(&w)?;
-        let y = conv2d(&x, wv.as_tensor(), cfg)?;
+        let y = conv2d(&x, wv.as_tensor(), None, cfg)?;
         let r = random(y.dims(), 99)?;
         let grads = (&y * &r)?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
@@ -899,8 +1030,8 @@ mod tests {
         let x = random(&[6, 8, 20, 20], 1)?.to_dtype(DType::F32)?;
         let w = random(&[16, 8, 3, 3], 2)?.to_dtype(DType::F32)?;
         let cfg = ConvConfig::new(1, 1);
-        let a = run(conv2d, &x, &w, cfg)?;
-        let b = run(conv2d_composed, &x, &w, cfg)?;
+        let a = run(plain, &x, &w, cfg)?;
+        let b = run(plain_composed, &x, &w, cfg)?;
         assert!(max_diff(&a.0, &b.0)? < 1e-4);
         assert!(max_diff(&a.1, &b.1)? < 1e-4);
         assert!(max_diff(&a.2, &b.2)? < 1e-3);
@@ -913,10 +1044,12 @@ mod tests {
         for (i, (shape, o, k, cfg)) in cases().into_iter().take(8).enumerate() {
             let x = random(&shape, 10 + i as u64)?;
             let w = random(&[o, shape[1] / cfg.groups, k, k], 20 + i as u64)?;
-            let (y, dx, dw) = run(conv2d, &x, &w, cfg)?;
+            let (y, dx, dw) = run(plain, &x, &w, cfg)?;
             let r = random(y.dims(), 99)?;
             let loss = |x: &Tensor, w: &Tensor| -> Result<f64> {
-                Ok((conv2d(x, w, cfg)? * &r)?.sum_all()?.to_scalar::<f64>()?)
+                Ok((conv2d(x, w, None, cfg)? * &r)?
+                    .sum_all()?
+                    .to_scalar::<f64>()?)
             };
             for (which, t, g) in [("x", &x, &dx), ("w", &w, &dw)] {
                 let flat = t.flatten_all()?.to_vec1::<f64>()?;
@@ -959,7 +1092,7 @@ mod tests {
         ] {
             let w = random(w, 1)?;
             assert!(
-                matches!(conv2d(&x, &w, cfg), Err(Error::InvalidConfig { .. })),
+                matches!(conv2d(&x, &w, None, cfg), Err(Error::InvalidConfig { .. })),
                 "{w:?} {cfg:?}"
             );
         }
