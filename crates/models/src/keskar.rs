@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, conv_cfg, conv2d, dropout, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm};
-use crate::ops::{Activation, Pool2dConfig, max_pool2d, relu};
+use crate::ops::{Activation, Pool2dConfig, max_pool2d};
 use crate::{Error, Network, Result};
 
 fn check_input(model: &'static str, xs: &Tensor, expected: &[usize]) -> Result<()> {
@@ -124,7 +124,7 @@ impl Network for KeskarF1 {
         check_input("Keskar F1", &xs, &[self.cfg.input_dim])?;
         let mut xs = xs;
         for (fc, bn) in &self.hidden {
-            xs = relu(&bn.forward(&fc.forward(&xs)?, train)?)?;
+            xs = bn.forward_with(&fc.forward(&xs)?, train, Activation::Relu)?;
         }
         self.out.forward(&xs)
     }
@@ -225,7 +225,7 @@ impl Network for KeskarShallow {
         check_input("Keskar C1/C3", xs, &[3, s, s])?;
         let mut xs = xs.clone();
         for (conv, bn) in &self.convs {
-            let ys = relu(&bn.forward(&conv.forward(&xs)?, train)?)?;
+            let ys = bn.forward_with(&conv.forward(&xs)?, train, Activation::Relu)?;
             xs = max_pool2d(&ys, Pool2dConfig::new(3, 2, 1))?;
         }
         let p = self.cfg.dropout;
@@ -378,7 +378,7 @@ impl Network for KeskarDeep {
         for layer in &self.features {
             xs = match layer {
                 VggLayer::Conv { conv, bn, drop } => {
-                    let ys = relu(&bn.forward(&conv.forward(&xs)?, train)?)?;
+                    let ys = bn.forward_with(&conv.forward(&xs)?, train, Activation::Relu)?;
                     dropout(&ys, *drop, train)?
                 }
                 VggLayer::Pool => max_pool2d(&xs, Pool2dConfig::new(2, 2, 0))?,
@@ -386,7 +386,9 @@ impl Network for KeskarDeep {
         }
         let p = if self.cfg.dropout { 0.5 } else { 0.0 };
         let xs = dropout(&xs.flatten_from(1)?, p, train)?;
-        let xs = relu(&self.bn.forward(&self.fc1.forward(&xs)?, train)?)?;
+        let xs = self
+            .bn
+            .forward_with(&self.fc1.forward(&xs)?, train, Activation::Relu)?;
         self.fc2.forward(&dropout(&xs, p, train)?)
     }
 }

@@ -29,7 +29,7 @@ use candle_core::{D, DType, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::batch_norm_train;
+use crate::ops::{Activation, batch_norm_train, relu};
 use crate::{Error, Result};
 
 /// Which batch statistics a batch-norm layer normalises with in training.
@@ -175,19 +175,32 @@ impl BatchNorm {
     /// [`Error::InputShape`] if dimension 1 is not `C` or, in training, a
     /// (virtual) batch has a single value per channel; a candle error.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_with(xs, train, Activation::Identity)
+    }
+
+    /// [`BatchNorm::forward`] followed by `act`: in training on the CPU one
+    /// fused graph node (the usual `relu(bn(x))` costs no pass of its own).
+    ///
+    /// # Errors
+    /// As [`BatchNorm::forward`].
+    pub fn forward_with(&self, xs: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let fused = train
             && xs.device().is_cpu()
             && matches!(xs.dtype(), DType::F32 | DType::F64)
             && self.weight.dtype() == xs.dtype();
         if !fused {
-            return self.forward_composed(xs, train);
+            let ys = self.forward_composed(xs, train)?;
+            return match act {
+                Activation::Identity => Ok(ys),
+                Activation::Relu => relu(&ys),
+            };
         }
         self.check_input(xs)?;
         let vbs = match self.cfg.norm {
             Norm::Batch => xs.dim(0)?,
             Norm::Ghost { virtual_batch_size } => virtual_batch_size,
         };
-        let out = batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps, vbs.max(1))
+        let out = batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps, vbs.max(1), act)
             .map_err(|e| match e {
                 Error::InputShape { .. } => self.too_few(xs),
                 other => other,
@@ -513,7 +526,11 @@ mod tests {
             ),
             (&[33, 5, 9, 9], Norm::Batch),
         ];
-        for (i, (shape, norm)) in cases.into_iter().enumerate() {
+        for ((i, (shape, norm)), act) in cases
+            .into_iter()
+            .enumerate()
+            .flat_map(|c| [(c, Activation::Identity), (c, Activation::Relu)])
+        {
             for dtype in [DType::F64, DType::F32] {
                 let tol = if dtype == DType::F64 { 1e-10 } else { 2e-4 };
                 let x = input(shape, i as u64)?.to_dtype(dtype)?;
@@ -534,9 +551,14 @@ mod tests {
                     vars[0].1.set(&(gamma * 0.1)?.to_dtype(dtype)?)?;
                     let xv = Var::from_tensor(&x)?;
                     let y = if fused {
-                        layer.forward(xv.as_tensor(), true)?
+                        layer.forward_with(xv.as_tensor(), true, act)?
                     } else {
-                        layer.forward_composed(xv.as_tensor(), true)?
+                        // candle's own ReLU: the two differ only at exactly 0.
+                        let y = layer.forward_composed(xv.as_tensor(), true)?;
+                        match act {
+                            Activation::Identity => y,
+                            Activation::Relu => y.relu()?,
+                        }
                     };
                     let grads = (&y * &r)?.sum_all()?.backward()?;
                     let mut out = vec![y.detach(), grads.get(xv.as_tensor()).expect("dx").clone()];
@@ -557,7 +579,7 @@ mod tests {
                         .to_scalar::<f64>()?;
                     assert!(
                         d <= tol * (1.0 + scale),
-                        "{shape:?} {norm:?} {dtype:?} output {k}: {d}"
+                        "{shape:?} {norm:?} {act:?} {dtype:?} output {k}: {d}"
                     );
                 }
             }
@@ -567,6 +589,13 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() -> Result<()> {
+        for act in [Activation::Identity, Activation::Relu] {
+            gradient_matches_finite_differences_with(act)?;
+        }
+        Ok(())
+    }
+
+    fn gradient_matches_finite_differences_with(act: Activation) -> Result<()> {
         let store = VarStore::new(0);
         let layer = bn(
             2,
@@ -579,8 +608,9 @@ mod tests {
         let x = input(&[6, 2, 2, 1], 4)?;
         // A fixed random-looking projection makes the loss depend on every output.
         let w = input(&[6, 2, 2, 1], 9)?;
-        let loss =
-            |x: &Tensor| -> Result<Tensor> { Ok((layer.forward(x, true)? * &w)?.sum_all()?) };
+        let loss = |x: &Tensor| -> Result<Tensor> {
+            Ok((layer.forward_with(x, true, act)? * &w)?.sum_all()?)
+        };
         let xv = Var::from_tensor(&x)?;
         let grads = loss(xv.as_tensor())?.backward()?;
         let g = grads
@@ -601,7 +631,7 @@ mod tests {
             let fd = (f(plus)? - f(minus)?) / (2.0 * h);
             assert!(
                 (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
-                "{i}: {fd} vs {}",
+                "{act:?} {i}: {fd} vs {}",
                 g[i]
             );
         }

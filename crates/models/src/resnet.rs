@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, WeightInit, conv_cfg, conv2d_no_bias, linear};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
-use crate::ops::{Pool2dConfig, add_relu, max_pool2d, relu};
+use crate::ops::{Activation, Pool2dConfig, add_relu, max_pool2d};
 use crate::{Error, Network, Result};
 
 /// The residual block type.
@@ -201,10 +201,13 @@ impl Residual {
         let mut ys = xs.clone();
         let n = self.convs.len();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            ys = bn.forward(&conv.forward(&ys)?, train)?;
-            if i + 1 < n {
-                ys = relu(&ys)?;
-            }
+            // Every normalisation but the last is followed by a ReLU.
+            let act = if i + 1 < n {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            };
+            ys = bn.forward_with(&conv.forward(&ys)?, train, act)?;
         }
         let short = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(xs)?, train)?,
@@ -289,7 +292,9 @@ impl Network for ResNet {
                 found: xs.dims().to_vec(),
             });
         }
-        let mut xs = relu(&self.bn1.forward(&self.conv1.forward(xs)?, train)?)?;
+        let mut xs = self
+            .bn1
+            .forward_with(&self.conv1.forward(xs)?, train, Activation::Relu)?;
         if self.cfg.stem == Stem::ImageNet {
             xs = max_pool2d(&xs, Pool2dConfig::new(3, 2, 1))?;
         }

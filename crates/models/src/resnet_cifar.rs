@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv2d, Linear, WeightInit, conv_cfg, conv2d_no_bias, linear_with};
 use crate::norm::{BatchNorm, BatchNormConfig, Norm, global_avg_pool};
-use crate::ops::{add_relu, relu};
+use crate::ops::{Activation, add_relu};
 use crate::{Error, Network, Result};
 
 /// How a CIFAR ResNet block's shortcut changes shape (He et al. 2016, §3.3).
@@ -145,7 +145,9 @@ impl BasicBlock {
     }
 
     fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = relu(&self.bn1.forward(&self.conv1.forward(xs)?, train)?)?;
+        let ys = self
+            .bn1
+            .forward_with(&self.conv1.forward(xs)?, train, Activation::Relu)?;
         let ys = self.bn2.forward(&self.conv2.forward(&ys)?, train)?;
         let short = match &self.shortcut {
             ShortcutPath::Identity => xs.clone(),
@@ -232,7 +234,9 @@ impl Network for CifarResNet {
                 found: xs.dims().to_vec(),
             });
         }
-        let mut xs = relu(&self.bn1.forward(&self.conv1.forward(xs)?, train)?)?;
+        let mut xs = self
+            .bn1
+            .forward_with(&self.conv1.forward(xs)?, train, Activation::Relu)?;
         for block in &self.blocks {
             xs = block.forward(&xs, train)?;
         }

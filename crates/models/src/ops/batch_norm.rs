@@ -12,6 +12,10 @@
 //! ```
 //!
 //! (sums over everything but the channel, means per virtual batch and channel).
+//! With [`Activation::Relu`] the op returns `max(y, 0)` and its backward
+//! starts from `dy·[y > 0]`, the mask recomputed from `x` with the forward's
+//! own coefficients (bit for bit the forward's `y`), so a layer's ReLU needs
+//! neither a pass nor a graph node of its own.
 //! Composed from candle ops, the same layer costs a dozen passes over the
 //! activations, several of them reductions over non-contiguous dimensions,
 //! which candle runs element by element; here it is two passes forward and
@@ -26,6 +30,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType
 use rayon::prelude::*;
 
 use super::contiguous;
+use super::linear::Activation;
 use crate::{Error, Result};
 
 /// Output of [`batch_norm_train`].
@@ -42,19 +47,21 @@ pub struct BatchNormOutput {
 
 /// Normalises `x` `(N, C, ...)` with the statistics of each virtual batch of
 /// `virtual_batch_size` examples (the whole batch when it is `N` or more) and
-/// applies the per-channel scale `weight` and shift `bias` `(C)`.
+/// applies the per-channel scale `weight` and shift `bias` `(C)`, then `act`.
 /// Differentiable in all three inputs (see the module docs).
 ///
 /// ```
-/// use bigbatch_models::ops::batch_norm_train;
+/// use bigbatch_models::ops::{Activation, batch_norm_train};
 /// use candle_core::{Device, Tensor};
 /// # fn main() -> Result<(), bigbatch_models::Error> {
 /// let x = Tensor::new(&[[1f32], [3.]], &Device::Cpu)?;
 /// let one = Tensor::new(&[1f32], &Device::Cpu)?;
 /// let zero = Tensor::new(&[0f32], &Device::Cpu)?;
-/// let out = batch_norm_train(&x, &one, &zero, 0.0, 2)?;
+/// let out = batch_norm_train(&x, &one, &zero, 0.0, 2, Activation::Identity)?;
 /// assert_eq!(out.output.flatten_all()?.to_vec1::<f32>()?, [-1., 1.]);
 /// assert_eq!(out.unbiased_var.flatten_all()?.to_vec1::<f32>()?, [2.]);
+/// let out = batch_norm_train(&x, &one, &zero, 0.0, 2, Activation::Relu)?;
+/// assert_eq!(out.output.flatten_all()?.to_vec1::<f32>()?, [0., 1.]);
 /// # Ok(()) }
 /// ```
 ///
@@ -70,6 +77,7 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
     virtual_batch_size: usize,
+    act: Activation,
 ) -> Result<BatchNormOutput> {
     let dims = x.dims();
     if virtual_batch_size == 0 || eps.is_nan() || eps < 0.0 {
@@ -107,6 +115,7 @@ pub fn batch_norm_train(
     let op = BatchNormOp {
         g,
         eps,
+        relu: act == Activation::Relu,
         stats: Arc::clone(&stats),
     };
     let dtype = x.dtype();
@@ -167,12 +176,15 @@ impl Geometry {
 /// Passes over fewer elements stay on one thread.
 const PARALLEL_ELEMENTS: usize = 1 << 17;
 
-/// Per (virtual batch, channel): mean and biased variance, `f64`, `(k·C)`.
+/// Per (virtual batch, channel): mean and biased variance, `f64`, `(k·C)`,
+/// and the forward's `y = x·a + b`.
 #[derive(Clone, Debug)]
 struct Stats {
     mean: Vec<f64>,
     var: Vec<f64>,
     inv_std: Vec<f64>,
+    /// `[a, b]` with `a = γ/σ`, `b = β − μ·a`.
+    affine: Vec<[f64; 2]>,
 }
 
 /// Per-image, per-channel reductions `f(image, channel) -> [a, b]`, summed
@@ -239,21 +251,22 @@ fn shifted_moments<T: WithDType>(xs: &[T], k: f64) -> [f64; 2] {
     [s1.iter().sum(), s2.iter().sum()]
 }
 
-/// `[Σ dy, Σ dy·(x − μ)]` in `f64`.
+/// `[Σ dz, Σ dz·(x − μ)]` in `f64`, `dz = dz(dy, x)` (`dy` itself, or
+/// masked by the fused ReLU).
 #[inline(always)]
-fn gradient_sums<T: WithDType>(dy: &[T], x: &[T], mu: f64) -> [f64; 2] {
+fn gradient_sums<T: WithDType>(dy: &[T], x: &[T], mu: f64, dz: impl Fn(T, T) -> T) -> [f64; 2] {
     let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
     let (db, xb) = (dy.chunks_exact(LANES), x.chunks_exact(LANES));
     let (dr, xr) = (db.remainder(), xb.remainder());
     for (d, x) in db.zip(xb) {
         for l in 0..LANES {
-            let d = d[l].to_f64();
+            let d = dz(d[l], x[l]).to_f64();
             s1[l] += d;
             s2[l] += d * (x[l].to_f64() - mu);
         }
     }
-    for (l, (d, x)) in dr.iter().zip(xr).enumerate() {
-        let d = d.to_f64();
+    for (l, (&d, &x)) in dr.iter().zip(xr).enumerate() {
+        let d = dz(d, x).to_f64();
         s1[l] += d;
         s2[l] += d * (x.to_f64() - mu);
     }
@@ -302,6 +315,7 @@ fn forward<T: WithDType>(
     beta: &[T],
     g: &Geometry,
     eps: f64,
+    relu: bool,
 ) -> (Vec<T>, Stats) {
     let values = |i: usize, c: usize| &x[(i * g.c + c) * g.s..][..g.s];
     // One pass for both moments, shifted by a value of the same virtual batch
@@ -326,6 +340,14 @@ fn forward<T: WithDType>(
         var.push(if v < 0.0 { 0.0 } else { v });
     }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    // y = x·a + b with a = γ/σ, b = β − μ·a: one multiply-add per element.
+    let affine: Vec<[f64; 2]> = (0..mean.len())
+        .map(|j| {
+            let c = j % g.c;
+            let a = gamma[c].to_f64() * inv_std[j];
+            [a, beta[c].to_f64() - mean[j] * a]
+        })
+        .collect();
     let mut y = vec![T::zero(); x.len()];
     per_channel_map(
         g,
@@ -333,29 +355,69 @@ fn forward<T: WithDType>(
         &mut y,
         #[inline(always)]
         |i, c, vals, dst| {
-            let j = (i / g.v) * g.c + c;
-            // y = x·a + b with a = γ/σ, b = β − μ·a: one multiply-add per element.
-            let a = gamma[c].to_f64() * inv_std[j];
-            let b = beta[c].to_f64() - mean[j] * a;
-            let (a, b) = (T::from_f64(a), T::from_f64(b));
-            for (d, v) in dst.iter_mut().zip(vals) {
-                *d = *v * a + b;
+            let (a, b) = coefficients::<T>(&affine, (i / g.v) * g.c + c);
+            if relu {
+                for (d, v) in dst.iter_mut().zip(vals) {
+                    *d = super::relu::positive(*v * a + b);
+                }
+            } else {
+                for (d, v) in dst.iter_mut().zip(vals) {
+                    *d = *v * a + b;
+                }
             }
         },
     );
-    (y, Stats { mean, var, inv_std })
+    let stats = Stats {
+        mean,
+        var,
+        inv_std,
+        affine,
+    };
+    (y, stats)
 }
 
-/// `[dx (N·C·S), dγ (C), dβ (C)]` packed in one buffer.
-fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Stats) -> Vec<T> {
-    // Σ dy and Σ dy·x̂ per (virtual batch, channel); x̂ = (x − μ)·inv_std.
+/// The forward's `(a, b)` of `(virtual batch, channel)` index `j`, in `T`.
+#[inline(always)]
+fn coefficients<T: WithDType>(affine: &[[f64; 2]], j: usize) -> (T, T) {
+    let [a, b] = affine[j];
+    (T::from_f64(a), T::from_f64(b))
+}
+
+/// `dy`, or 0 where the forward's ReLU cut `y = x·a + b` (PyTorch's
+/// `threshold_backward`: 0 at `y ≤ 0`, NaN letting `dy` through).
+#[inline(always)]
+fn through_relu<T: WithDType>(dy: T, x: T, (a, b): (T, T)) -> T {
+    if x * a + b <= T::zero() {
+        T::zero()
+    } else {
+        dy
+    }
+}
+
+/// `[dx (N·C·S), dγ (C), dβ (C)]` packed in one buffer; with `relu`, from
+/// `dz = dy·[y > 0]` in place of `dy`.
+fn backward<T: WithDType>(
+    x: &[T],
+    gamma: &[T],
+    dy: &[T],
+    g: &Geometry,
+    st: &Stats,
+    relu: bool,
+) -> Vec<T> {
+    // Σ dz and Σ dz·x̂ per (virtual batch, channel); x̂ = (x − μ)·inv_std.
     let sums = channel_sums(
         g,
         #[inline(always)]
         |i, c| {
             let j = (i / g.v) * g.c + c;
             let at = (i * g.c + c) * g.s;
-            let [sdy, sdx] = gradient_sums(&dy[at..][..g.s], &x[at..][..g.s], st.mean[j]);
+            let (dy, x) = (&dy[at..][..g.s], &x[at..][..g.s]);
+            let [sdy, sdx] = if relu {
+                let ab = coefficients::<T>(&st.affine, j);
+                gradient_sums(dy, x, st.mean[j], |d, x| through_relu(d, x, ab))
+            } else {
+                gradient_sums(dy, x, st.mean[j], |d, _| d)
+            };
             [sdy, sdx * st.inv_std[j]]
         },
     );
@@ -385,11 +447,19 @@ fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Sta
         dx,
         #[inline(always)]
         |i, c, dys, dst| {
-            let [a, b, e] = coef[(i / g.v) * g.c + c];
+            let j = (i / g.v) * g.c + c;
+            let [a, b, e] = coef[j];
             let xs = &x[i * g.c * g.s + c * g.s..][..g.s];
             let (a, b, e) = (T::from_f64(a), T::from_f64(b), T::from_f64(e));
-            for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
-                *d = *dv * a + *xv * b + e;
+            if relu {
+                let ab = coefficients::<T>(&st.affine, j);
+                for ((d, &dv), &xv) in dst.iter_mut().zip(dys).zip(xs) {
+                    *d = through_relu(dv, xv, ab) * a + xv * b + e;
+                }
+            } else {
+                for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
+                    *d = *dv * a + *xv * b + e;
+                }
             }
         },
     );
@@ -401,6 +471,8 @@ fn backward<T: WithDType>(x: &[T], gamma: &[T], dy: &[T], g: &Geometry, st: &Sta
 struct BatchNormOp {
     g: Geometry,
     eps: f64,
+    /// A ReLU fused after the affine map.
+    relu: bool,
     stats: Arc<Mutex<Option<Stats>>>,
 }
 
@@ -434,7 +506,7 @@ impl CustomOp3 for BatchNormOp {
                     contiguous("batch norm", w, l2)?,
                     contiguous("batch norm", b, l3)?,
                 );
-                let (y, st) = forward(x, w, b, &self.g, self.eps);
+                let (y, st) = forward(x, w, b, &self.g, self.eps, self.relu);
                 (CpuStorage::F32(y), st)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
@@ -443,7 +515,7 @@ impl CustomOp3 for BatchNormOp {
                     contiguous("batch norm", w, l2)?,
                     contiguous("batch norm", b, l3)?,
                 );
-                let (y, st) = forward(x, w, b, &self.g, self.eps);
+                let (y, st) = forward(x, w, b, &self.g, self.eps, self.relu);
                 (CpuStorage::F64(y), st)
             }
             _ => candle_core::bail!("batch norm: only f32 and f64 of one dtype"),
@@ -462,6 +534,7 @@ impl CustomOp3 for BatchNormOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let op = BatchNormBackward {
             g: self.g,
+            relu: self.relu,
             stats: self.stats()?,
         };
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
@@ -477,6 +550,7 @@ impl CustomOp3 for BatchNormOp {
 /// `[∂L/∂x, ∂L/∂γ, ∂L/∂β]` packed, from `(x, γ, ∂L/∂y)` and the forward statistics.
 struct BatchNormBackward {
     g: Geometry,
+    relu: bool,
     stats: Stats,
 }
 
@@ -502,7 +576,7 @@ impl CustomOp3 for BatchNormBackward {
                     contiguous("batch norm", w, l2)?,
                     contiguous("batch norm", d, l3)?,
                 );
-                CpuStorage::F32(backward(x, w, d, &self.g, &self.stats))
+                CpuStorage::F32(backward(x, w, d, &self.g, &self.stats, self.relu))
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(d)) => {
                 let (x, w, d) = (
@@ -510,7 +584,7 @@ impl CustomOp3 for BatchNormBackward {
                     contiguous("batch norm", w, l2)?,
                     contiguous("batch norm", d, l3)?,
                 );
-                CpuStorage::F64(backward(x, w, d, &self.g, &self.stats))
+                CpuStorage::F64(backward(x, w, d, &self.g, &self.stats, self.relu))
             }
             _ => candle_core::bail!("batch norm backward: only f32 and f64 of one dtype"),
         };
@@ -538,7 +612,7 @@ mod tests {
             Tensor::zeros(c, DType::F32, &Device::Cpu)?,
         );
         for vbs in [n, 4] {
-            let out = batch_norm_train(&x, &one, &zero, 1e-5, vbs)?;
+            let out = batch_norm_train(&x, &one, &zero, 1e-5, vbs, Activation::Identity)?;
             let mean = out.mean.to_vec2::<f32>()?;
             let var = out.unbiased_var.to_vec2::<f32>()?;
             for (j, first) in (0..n).step_by(vbs).enumerate() {
