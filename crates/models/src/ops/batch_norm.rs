@@ -24,6 +24,7 @@
 //! averages. The composed reference is [`crate::norm::BatchNorm`]'s own path
 //! on other devices and dtypes.
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
@@ -99,7 +100,7 @@ pub fn batch_norm_train(
         found: dims.to_vec(),
     }
     };
-    if dims.len() < 2 || weight.dims() != [dims[1]] || bias.dims() != [dims[1]] {
+    if dims.len() < 2 || dims[1] == 0 || weight.dims() != [dims[1]] || bias.dims() != [dims[1]] {
         return Err(shape_error());
     }
     let g = Geometry {
@@ -273,14 +274,16 @@ fn gradient_sums<T: WithDType>(dy: &[T], x: &[T], mu: f64, dz: impl Fn(T, T) -> 
     [s1.iter().sum(), s2.iter().sum()]
 }
 
-/// Writes `out[image] = f(image, c, x values, out values)` per channel, in parallel over images.
-fn per_channel_map<T, F>(g: &Geometry, x: &[T], out: &mut [T], f: F)
+/// Calls `f(image, c, x values, out values)` per channel, in parallel over
+/// images; `f` writes every `out` value (`out` starts uninitialised, so the
+/// buffer is written once instead of zeroed first).
+fn per_channel_map<T, F>(g: &Geometry, x: &[T], out: &mut [MaybeUninit<T>], f: F)
 where
     T: WithDType,
-    F: Fn(usize, usize, &[T], &mut [T]) + Sync,
+    F: Fn(usize, usize, &[T], &mut [MaybeUninit<T>]) + Sync,
 {
     let image = g.c * g.s;
-    let run = |first: usize, xs: &[T], os: &mut [T]| {
+    let run = |first: usize, xs: &[T], os: &mut [MaybeUninit<T>]| {
         for (i, (img, o)) in xs
             .chunks_exact(image)
             .zip(os.chunks_exact_mut(image))
@@ -348,25 +351,28 @@ fn forward<T: WithDType>(
             [a, beta[c].to_f64() - mean[j] * a]
         })
         .collect();
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = Vec::with_capacity(x.len());
     per_channel_map(
         g,
         x,
-        &mut y,
+        &mut y.spare_capacity_mut()[..x.len()],
         #[inline(always)]
         |i, c, vals, dst| {
             let (a, b) = coefficients::<T>(&affine, (i / g.v) * g.c + c);
             if relu {
                 for (d, v) in dst.iter_mut().zip(vals) {
-                    *d = super::relu::positive(*v * a + b);
+                    d.write(super::relu::positive(*v * a + b));
                 }
             } else {
                 for (d, v) in dst.iter_mut().zip(vals) {
-                    *d = *v * a + b;
+                    d.write(*v * a + b);
                 }
             }
         },
     );
+    // SAFETY: `per_channel_map` visits every (image, channel) plane of `x`,
+    // so the closure wrote all `x.len()` values.
+    unsafe { y.set_len(x.len()) };
     let stats = Stats {
         mean,
         var,
@@ -421,12 +427,12 @@ fn backward<T: WithDType>(
             [sdy, sdx * st.inv_std[j]]
         },
     );
-    let mut out = vec![T::zero(); x.len() + 2 * g.c];
-    let (dx, dparams) = out.split_at_mut(x.len());
+    let mut dparams = vec![T::zero(); 2 * g.c];
     for (j, s) in sums.iter().enumerate() {
         dparams[j % g.c] += T::from_f64(s[1]);
         dparams[g.c + j % g.c] += T::from_f64(s[0]);
     }
+    let mut out = Vec::with_capacity(x.len() + 2 * g.c);
     // dx = γ·inv_std·(dy − mean(dy) − x̂·mean(dy·x̂)) = a·dy + b·x + e.
     let coef: Vec<[f64; 3]> = sums
         .iter()
@@ -444,7 +450,7 @@ fn backward<T: WithDType>(
     per_channel_map(
         g,
         dy,
-        dx,
+        &mut out.spare_capacity_mut()[..x.len()],
         #[inline(always)]
         |i, c, dys, dst| {
             let j = (i / g.v) * g.c + c;
@@ -454,15 +460,18 @@ fn backward<T: WithDType>(
             if relu {
                 let ab = coefficients::<T>(&st.affine, j);
                 for ((d, &dv), &xv) in dst.iter_mut().zip(dys).zip(xs) {
-                    *d = through_relu(dv, xv, ab) * a + xv * b + e;
+                    d.write(through_relu(dv, xv, ab) * a + xv * b + e);
                 }
             } else {
                 for ((d, dv), xv) in dst.iter_mut().zip(dys).zip(xs) {
-                    *d = *dv * a + *xv * b + e;
+                    d.write(*dv * a + *xv * b + e);
                 }
             }
         },
     );
+    // SAFETY: as in `forward`, every value of `dx` was written.
+    unsafe { out.set_len(x.len()) };
+    out.extend_from_slice(&dparams);
     out
 }
 
