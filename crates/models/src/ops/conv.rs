@@ -28,6 +28,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use super::contiguous;
 use super::matmul::{Mat, matmul};
 use crate::{Error, Result};
@@ -474,26 +476,43 @@ fn valid_range(b: usize, w: usize, ow: usize, s: usize, p: usize) -> (usize, usi
     (lo, hi.max(lo))
 }
 
-/// Runs `f(first_image, xs_chunk, out_chunk)` over chunks of whole images,
-/// in parallel when the geometry says it pays.
+/// A new `(N, out_image)` buffer filled by `f(xs_chunk, out_chunk)` over
+/// chunks of whole images, in parallel when the geometry says it pays. Each
+/// task zeroes its own chunk just before `f` (so the zeroing is threaded and
+/// the chunk is in cache when `f` writes it), instead of one serial `memset`
+/// of the whole buffer up front.
 fn for_image_chunks<T: WithDType, F>(
     g: &Geometry,
     xs: &[T],
     x_image: usize,
-    out: &mut [T],
     out_image: usize,
     f: F,
-) where
+) -> Vec<T>
+where
     F: Fn(&[T], &mut [T]) + Sync + Send,
 {
+    let len = g.n * out_image;
+    let mut out = Vec::with_capacity(len);
+    let run = |x: &[T], o: &mut [MaybeUninit<T>]| {
+        o.fill(MaybeUninit::new(T::zero()));
+        // SAFETY: every element of `o` was initialised just above, and
+        // `MaybeUninit<T>` has the layout of `T`.
+        let o = unsafe { &mut *(o as *mut [MaybeUninit<T>] as *mut [T]) };
+        f(x, o);
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
     let per = g.images_per_task();
     if per >= g.n {
-        f(xs, out);
+        run(xs, spare);
     } else {
         xs.par_chunks(per * x_image)
-            .zip(out.par_chunks_mut(per * out_image))
-            .for_each(|(x, o)| f(x, o));
+            .zip(spare.par_chunks_mut(per * out_image))
+            .for_each(|(x, o)| run(x, o));
     }
+    // SAFETY: the chunks of `spare` cover its `len` elements (`xs` holds `N`
+    // images, as many chunks as `spare`), and each was initialised by `run`.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// The `(k²·c, p)` column matrix of one group's input: the input itself for a
@@ -541,9 +560,8 @@ fn grid_scratch<T: WithDType>(g: &Geometry) -> Vec<T> {
 fn forward<T: WithDType>(x: &[T], weight: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
     let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
-    let mut out = vec![T::zero(); g.n * out_image];
     let par = g.gemm_parallelism();
-    for_image_chunks(g, x, x_image, &mut out, out_image, |xs, ys| {
+    for_image_chunks(g, x, x_image, out_image, |xs, ys| {
         let mut col = vec![T::zero(); if g.direct() { 0 } else { kk * gp }];
         let mut grid = grid_scratch(g);
         for (xi, yi) in xs.chunks_exact(x_image).zip(ys.chunks_exact_mut(out_image)) {
@@ -567,16 +585,14 @@ fn forward<T: WithDType>(x: &[T], weight: &[T], bias: Option<&[T]>, g: &Geometry
                 }
             }
         }
-    });
-    out
+    })
 }
 
 fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (x_image, out_image) = g.image();
     let (cg, og, kk, p, gp) = (g.cg(), g.og(), g.kk(), g.p(), g.gp());
-    let mut dx = vec![T::zero(); g.n * x_image];
     let par = g.gemm_parallelism();
-    for_image_chunks(g, dy, out_image, &mut dx, x_image, |dys, dxs| {
+    for_image_chunks(g, dy, out_image, x_image, |dys, dxs| {
         let mut dcol = vec![T::zero(); if g.direct() { 0 } else { kk * gp }];
         let mut grid = grid_scratch(g);
         for (dyi, dxi) in dys
@@ -596,8 +612,7 @@ fn backward_input<T: WithDType>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> 
                 }
             }
         }
-    });
-    dx
+    })
 }
 
 fn backward_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
