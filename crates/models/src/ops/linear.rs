@@ -24,7 +24,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 
 use super::contiguous;
-use super::matmul::{Mat, matmul_split};
+use super::matmul::{Mat, matmul_split, matmul_split_new};
 use crate::{Error, Result};
 
 /// What a fused layer applies to its affine map's output.
@@ -267,16 +267,7 @@ impl Product {
                 Mat::rows(data, cols)
             }
         };
-        let mut dst = vec![T::zero(); m * n];
-        matmul_split(
-            [m, n, k],
-            &mut dst,
-            operand(a, ac, self.ta),
-            operand(b, bc, self.tb),
-            false,
-            |_| {},
-        );
-        dst
+        matmul_split_new([m, n, k], operand(a, ac, self.ta), operand(b, bc, self.tb))
     }
 }
 

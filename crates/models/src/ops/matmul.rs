@@ -93,6 +93,42 @@ pub(super) fn matmul_split<T: WithDType>(
     post: impl Fn(&mut [T]) + Sync,
 ) {
     assert!(dst.len() >= m * n, "matmul: destination too short");
+    // SAFETY: `dst` holds m·n initialised elements (asserted above); the
+    // operands are as `matmul` requires of its callers.
+    unsafe { split([m, n, k], dst.as_mut_ptr(), lhs, rhs, accumulate, post) }
+}
+
+/// [`matmul_split`] into a new `m × n` buffer, written once by `gemm` (no
+/// zeroing pass first).
+pub(super) fn matmul_split_new<T: WithDType>(
+    [m, n, k]: [usize; 3],
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+) -> Vec<T> {
+    let mut dst = Vec::with_capacity(m * n);
+    // SAFETY: the buffer has room for m·n elements; with `accumulate` false
+    // `gemm` only writes the destination (it never reads it), and the parts
+    // cover all m·n elements, so every one is initialised before `set_len`.
+    unsafe {
+        split([m, n, k], dst.as_mut_ptr(), lhs, rhs, false, |_| {});
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// The body of [`matmul_split`] on a raw destination.
+///
+/// # Safety
+/// `dst` must address `m·n` elements that no one else accesses during the
+/// call, initialised if `accumulate`; `lhs` and `rhs` as in [`gemm_raw`].
+unsafe fn split<T: WithDType>(
+    [m, n, k]: [usize; 3],
+    dst: *mut T,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+    post: impl Fn(&mut [T]) + Sync,
+) {
     let threads = candle_core::utils::get_num_threads();
     let long = m.max(n);
     let parts = if m * n * k < SPLIT_MACS {
@@ -102,7 +138,7 @@ pub(super) fn matmul_split<T: WithDType>(
     };
     let per = long.div_ceil(parts.max(1)).max(1);
     let by_rows = m >= n;
-    let out = Out(dst.as_mut_ptr());
+    let out = Out(dst);
     let part = |i: usize| {
         let lo = (i * per).min(long);
         let len = per.min(long - lo);
@@ -112,10 +148,11 @@ pub(super) fn matmul_split<T: WithDType>(
             (m, len, lo, lhs, rhs.offset(0, lo))
         };
         // SAFETY: part `i` covers rows (or columns) `[lo, lo + len)` of the
-        // m × n destination, which holds m·n elements (asserted above); the
-        // parts are disjoint, so no two threads write one element. `lhs` and
-        // `rhs` are offset to the part's rows or columns inside the callers'
-        // operands (see `matmul`), and `dst` aliases neither.
+        // m × n destination (this function's contract); the parts are
+        // disjoint, so no two threads touch one element. `lhs` and `rhs` are
+        // offset to the part's rows or columns inside the callers' operands,
+        // and the destination aliases neither. `post` sees the part's rows
+        // after `gemm` has written them.
         unsafe {
             let ptr = out.at(start);
             gemm_raw([pm, pn, k], ptr, n, lhs, rhs, accumulate, Parallelism::None);
@@ -218,6 +255,8 @@ mod tests {
             let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64) - 6.0).collect();
             let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64) - 5.0).collect();
             let want = naive(m, n, k, &a, &b);
+            let fresh = matmul_split_new([m, n, k], Mat::rows(&a, k), Mat::rows(&b, n));
+            assert_eq!(fresh, want, "{m}×{n}×{k} into a new buffer");
             for accumulate in [false, true] {
                 let mut dst = vec![1.0; m * n];
                 let seen = std::sync::atomic::AtomicUsize::new(0);
