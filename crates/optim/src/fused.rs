@@ -598,7 +598,9 @@ fn lamb_norms<const DECAY: bool>(
         let u = adam_direction(m, v, k);
         if DECAY { u + w * lambda } else { u }
     };
-    let (mut ws, mut us) = ([0f64; LANES], [0f64; LANES]);
+    // Two clean reductions rather than one loop feeding both: interleaved,
+    // LLVM's SLP vectoriser pairs `w` and `u` values into narrow vectors.
+    let mut us = [0f64; LANES];
     let (wb, mb, vb) = (
         w.chunks_exact(LANES),
         m.chunks_exact(LANES),
@@ -607,36 +609,42 @@ fn lamb_norms<const DECAY: bool>(
     let (wr, mr, vr) = (wb.remainder(), mb.remainder(), vb.remainder());
     for ((w, m), v) in wb.zip(mb).zip(vb) {
         for i in 0..LANES {
-            let ui = u(w[i], m[i], v[i]);
-            ws[i] += f64::from(w[i]) * f64::from(w[i]);
-            us[i] += f64::from(ui) * f64::from(ui);
+            let ui = f64::from(u(w[i], m[i], v[i]));
+            us[i] += ui * ui;
         }
     }
     for (i, ((&w, &m), &v)) in wr.iter().zip(mr).zip(vr).enumerate() {
-        let ui = u(w, m, v);
-        ws[i] += f64::from(w) * f64::from(w);
-        us[i] += f64::from(ui) * f64::from(ui);
+        let ui = f64::from(u(w, m, v));
+        us[i] += ui * ui;
     }
-    (ws.iter().sum(), us.iter().sum())
+    (sum_squares(w), us.iter().sum())
 }
 
 /// `(‖a‖², ‖b‖²)` of one chunk, accumulated in f64.
 #[inline(always)]
 fn squared_norms(a: &[f32], b: &[f32]) -> (f64, f64) {
-    let (mut x, mut y) = ([0f64; LANES], [0f64; LANES]);
-    let (ab, bb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ab.remainder(), bb.remainder());
-    for (a, b) in ab.zip(bb) {
+    (sum_squares(a), sum_squares(b))
+}
+
+/// `Σ a²` in f64, in `LANES` fixed lanes (element `i` into lane `i mod
+/// LANES`, lanes added in order), so the result does not depend on the
+/// thread count or the SIMD width: one clean reduction LLVM vectorises.
+#[inline(always)]
+fn sum_squares(a: &[f32]) -> f64 {
+    let mut acc = [0f64; LANES];
+    let blocks = a.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for block in blocks {
         for i in 0..LANES {
-            x[i] += f64::from(a[i]) * f64::from(a[i]);
-            y[i] += f64::from(b[i]) * f64::from(b[i]);
+            let x = f64::from(block[i]);
+            acc[i] += x * x;
         }
     }
-    for (i, (&a, &b)) in ar.iter().zip(br).enumerate() {
-        x[i] += f64::from(a) * f64::from(a);
-        y[i] += f64::from(b) * f64::from(b);
+    for (i, &x) in rest.iter().enumerate() {
+        let x = f64::from(x);
+        acc[i] += x * x;
     }
-    (x.iter().sum(), y.iter().sum())
+    acc.iter().sum()
 }
 
 /// Chunk sums added in chunk order: the same total on any number of threads.
