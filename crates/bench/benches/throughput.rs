@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use bigbatch_bench::on_pool;
 use bigbatch_models::layers::{Linear, linear};
 use bigbatch_models::ops::Activation;
 use bigbatch_models::{
@@ -115,10 +116,13 @@ fn main() -> Result<()> {
         let x = Tensor::randn(0f32, 1., (batch, c, h, w), &Device::Cpu)?;
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
         let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+        // On the pool, as the training loop runs its steps.
         let mut step = || -> Result<()> {
-            let loss = softmax_cross_entropy(&net.forward(&x, true)?, &y, 0.0)?;
-            let grads = params.grads(&loss.backward()?)?;
-            opt.step(&params, grads).context("optimizer step")
+            on_pool(|| {
+                let loss = softmax_cross_entropy(&net.forward(&x, true)?, &y, 0.0)?;
+                let grads = params.grads(&loss.backward()?)?;
+                opt.step(&params, grads).context("optimizer step")
+            })
         };
         for _ in 0..args.warmup {
             step()?;

@@ -27,7 +27,7 @@ pub use sweep::{
 };
 pub use train::{
     Budget, Checkpointing, LrSchedule, Observer, OptimizerConfig, Outcome, TrainConfig, evaluate,
-    train, train_resumable,
+    on_pool, train, train_resumable,
 };
 pub use tune::{LinearDecaySpace, LinearRange, LogRange, SearchPoint, SearchSpace, halton};
 pub use workload::{

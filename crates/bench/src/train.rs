@@ -331,6 +331,20 @@ pub struct Checkpointing {
     pub every_steps: u64,
 }
 
+/// Runs `f` on a thread of rayon's global pool (inline if this thread is
+/// one) and waits for it.
+///
+/// The CPU kernels split their loops with rayon. Called from a thread outside
+/// the pool, each parallel loop hands its work to the pool and sleeps until it
+/// is done: a wake-up of tens of microseconds per op, and per parameter tensor
+/// in the optimizer, which at one thread and a small batch is a tenth of a
+/// training step. From inside the pool the loops start where they are. The
+/// training loop runs each step's gradient computation and update, and each
+/// evaluation, this way.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// Trains `model` on `data` as `cfg` says, evaluating on `data.test`.
 ///
 /// Each epoch visits the training set in the order [`Batches::shuffled`] gives
@@ -435,27 +449,31 @@ pub fn train_resumable(
             let mut accumulator = Accumulator::new();
             let mut micro_grads: Vec<(usize, Tree)> = Vec::new();
             let mut loss_value = 0.0;
-            for chunk in indices.chunks(micro) {
-                let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
-                let logits = model.net.forward(&xs, true)?;
-                let loss =
-                    bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
-                let value = f64::from(loss.to_scalar::<f32>()?);
-                loss_value += value * chunk.len() as f64 / indices.len() as f64;
-                if !value.is_finite() {
-                    break;
+            on_pool(|| -> Result<()> {
+                for chunk in indices.chunks(micro) {
+                    let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
+                    let logits = model.net.forward(&xs, true)?;
+                    let loss =
+                        bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
+                    let value = f64::from(loss.to_scalar::<f32>()?);
+                    loss_value += value * chunk.len() as f64 / indices.len() as f64;
+                    if !value.is_finite() {
+                        break;
+                    }
+                    let grads = params.grads(&loss.backward()?)?;
+                    accumulator.add(&grads, chunk.len())?;
+                    if cfg.track_noise_scale {
+                        micro_grads.push((chunk.len(), grads));
+                    }
                 }
-                let grads = params.grads(&loss.backward()?)?;
-                accumulator.add(&grads, chunk.len())?;
-                if cfg.track_noise_scale {
-                    micro_grads.push((chunk.len(), grads));
-                }
-            }
+                Ok(())
+            })?;
             let initial = *state.first_loss.get_or_insert(loss_value);
             if !loss_value.is_finite() || loss_value > cfg.divergence_factor * initial {
                 return Ok(finish(state, Status::Diverged { step }));
             }
-            optimizer.step(&params, accumulator.take()?)?;
+            let grads = accumulator.take()?;
+            on_pool(|| optimizer.step(&params, grads))?;
             state.step = step;
             let noise = if cfg.track_noise_scale {
                 let n = state.tracker.observe(&micro_grads)?;
@@ -519,18 +537,21 @@ pub fn evaluate(
 ) -> Result<(f64, f64)> {
     let mut batch = BatchBuffers::default();
     let (mut loss_sum, mut correct) = (0.0, 0u64);
-    for indices in Batches::sequential(set.len(), batch_size) {
-        let (xs, ys) = batch.load(set, &indices, normalization, device)?;
-        let logits = model.net.forward(&xs, false)?;
-        let loss = bigbatch_optim::softmax_cross_entropy(&logits, &ys, 0.0)?;
-        loss_sum += f64::from(loss.to_scalar::<f32>()?) * indices.len() as f64;
-        let hits = logits
-            .argmax(D::Minus1)?
-            .eq(&ys)?
-            .to_dtype(DType::U32)?
-            .sum_all()?;
-        correct += u64::from(hits.to_scalar::<u32>()?);
-    }
+    on_pool(|| -> Result<()> {
+        for indices in Batches::sequential(set.len(), batch_size) {
+            let (xs, ys) = batch.load(set, &indices, normalization, device)?;
+            let logits = model.net.forward(&xs, false)?;
+            let loss = bigbatch_optim::softmax_cross_entropy(&logits, &ys, 0.0)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?) * indices.len() as f64;
+            let hits = logits
+                .argmax(D::Minus1)?
+                .eq(&ys)?
+                .to_dtype(DType::U32)?
+                .sum_all()?;
+            correct += u64::from(hits.to_scalar::<u32>()?);
+        }
+        Ok(())
+    })?;
     let n = set.len().max(1) as f64;
     Ok((loss_sum / n, correct as f64 / n))
 }
