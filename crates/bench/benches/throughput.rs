@@ -100,6 +100,8 @@ fn build(model: ModelName, vars: &VarStore) -> Result<(Box<dyn Network>, [usize;
 }
 
 fn main() -> Result<()> {
+    // As the `bigbatch` binary. SAFETY: first in `main`, before any thread.
+    unsafe { bigbatch_bench::quiet_candle_pool() };
     let args = Args::parse();
     let threads = candle_core::utils::get_num_threads();
     let name = format!("{:?}", args.model).to_lowercase();

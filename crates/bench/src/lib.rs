@@ -26,8 +26,8 @@ pub use sweep::{
     TrialResult, TrialSpec, run_sweep, run_trial, slurm_script, summarize,
 };
 pub use train::{
-    Budget, Checkpointing, LrSchedule, Observer, OptimizerConfig, Outcome, TrainConfig, evaluate,
-    on_pool, train, train_resumable,
+    Budget, CANDLE_SPIN_LIMIT, Checkpointing, LrSchedule, Observer, OptimizerConfig, Outcome,
+    TrainConfig, evaluate, on_pool, quiet_candle_pool, train, train_resumable,
 };
 pub use tune::{LinearDecaySpace, LinearRange, LogRange, SearchPoint, SearchSpace, halton};
 pub use workload::{

@@ -331,6 +331,31 @@ pub struct Checkpointing {
     pub every_steps: u64,
 }
 
+/// How many times candle's elementwise workers spin after an op before they
+/// sleep, unless `CANDLE_BARRIER_POOL_SPIN_LIMIT` says otherwise.
+pub const CANDLE_SPIN_LIMIT: u32 = 100;
+
+/// Shortens the spin of candle's elementwise thread pool to
+/// [`CANDLE_SPIN_LIMIT`] unless the user set `CANDLE_BARRIER_POOL_SPIN_LIMIT`.
+///
+/// candle's workers spin 25,000 times after each elementwise op (the gradient
+/// additions of the backward pass) before they sleep, while our kernels run
+/// on rayon's threads on the same cores: with two threads on two cores the
+/// spinning takes a core from them (an MLP step at batch 128 is a third
+/// faster with a short spin; `crates/bench/PERF.md`, entry 21). candle reads
+/// the variable once, when its pool starts.
+///
+/// # Safety
+/// Sets a process environment variable: call it before the program starts
+/// any thread (first thing in `main`), as [`std::env::set_var`] requires.
+pub unsafe fn quiet_candle_pool() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        // SAFETY: the caller guarantees no other thread exists yet.
+        unsafe { std::env::set_var(VAR, CANDLE_SPIN_LIMIT.to_string()) };
+    }
+}
+
 /// Runs `f` on a thread of rayon's global pool (inline if this thread is
 /// one) and waits for it.
 ///

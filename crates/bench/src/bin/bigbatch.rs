@@ -238,6 +238,8 @@ struct TrainArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { bigbatch_bench::quiet_candle_pool() };
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -6,9 +6,9 @@
 //! for a convolution with bias it costs as much as the convolution's own
 //! weight gradient. The kernel here sums each contiguous channel plane.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous;
+use super::{contiguous, on_cpu_kernels};
 use crate::{Error, Result};
 
 /// `x + b` broadcast along dimension 1 of `x` `(N, C, ...)`, `b` `(C)`.
@@ -36,10 +36,7 @@ pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
             found: dims.to_vec(),
         });
     }
-    let fast = x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && b.dtype() == x.dtype();
-    if fast {
+    if on_cpu_kernels(x, [b]) {
         Ok(x.contiguous()?
             .apply_op2(&b.contiguous()?, AddChannelBias)?)
     } else {

@@ -24,14 +24,14 @@
 //! fall back to [`conv2d_composed`] (candle's own `conv2d`, cuDNN on CUDA
 //! builds), which is also the reference the kernels are tested against.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::contiguous;
 use super::matmul::{Mat, matmul};
+use super::{bias_operand, contiguous, on_cpu_kernels};
 use crate::{Error, Result};
 
 /// Stride, zero padding and groups of a square-kernel 2-D convolution.
@@ -238,24 +238,15 @@ pub fn conv2d(
     cfg: ConvConfig,
 ) -> Result<Tensor> {
     check(x, weight, bias, cfg)?;
-    let dtype = x.dtype();
-    let fast = x.device().is_cpu()
-        && matches!(dtype, DType::F32 | DType::F64)
-        && weight.dtype() == dtype
-        && bias.is_none_or(|b| b.dtype() == dtype);
-    if !fast {
+    if !on_cpu_kernels(x, [weight].into_iter().chain(bias)) {
         return conv2d_composed(x, weight, bias, cfg);
     }
     let op = Conv2dOp {
         cfg,
         bias: bias.is_some(),
     };
-    // Without a bias the op takes a constant zero vector it never reads,
-    // which the graph does not track (so it gets no gradient).
-    let bias = match bias {
-        Some(b) => b.contiguous()?,
-        None => Tensor::zeros(weight.dim(0)?, dtype, x.device())?,
-    };
+    // Without a bias the op never reads its zero vector.
+    let bias = bias_operand(bias, weight.dim(0)?, x)?;
     Ok(x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias, op)?)
 }
@@ -849,7 +840,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

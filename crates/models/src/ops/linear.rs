@@ -21,10 +21,10 @@
 //!
 //! each product one `gemm` call per thread ([`super::matmul::matmul_split`]).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous;
 use super::matmul::{Mat, matmul_split, matmul_split_new};
+use super::{bias_operand, contiguous, on_cpu_kernels};
 use crate::{Error, Result};
 
 /// What a fused layer applies to its affine map's output.
@@ -67,20 +67,10 @@ pub fn linear(
     if i != wi || bias.is_some_and(|b| b.dims() != [o]) {
         return Err(shape_error(x, weight));
     }
-    let dtype = x.dtype();
-    let fast = x.device().is_cpu()
-        && matches!(dtype, DType::F32 | DType::F64)
-        && weight.dtype() == dtype
-        && bias.is_none_or(|b| b.dtype() == dtype);
-    if !fast {
+    if !on_cpu_kernels(x, [weight].into_iter().chain(bias)) {
         return linear_composed(x, weight, bias, act);
     }
-    // Without a bias the rows start from a constant zero vector, which the
-    // graph does not track (so it gets no gradient).
-    let bias = match bias {
-        Some(b) => b.contiguous()?,
-        None => Tensor::zeros(o, dtype, x.device())?,
-    };
+    let bias = bias_operand(bias, o, x)?;
     Ok(x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias, Dense(act))?)
 }
@@ -311,7 +301,7 @@ impl CustomOp2 for Product {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     use super::*;
     use crate::testing::central_difference;

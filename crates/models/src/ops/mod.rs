@@ -26,6 +26,32 @@ fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
+/// Whether our CPU kernels apply: `x` on the CPU in `f32` or `f64`, and every
+/// other operand on its device in its dtype (else the composed candle ops run).
+fn on_cpu_kernels<'a>(
+    x: &candle_core::Tensor,
+    others: impl IntoIterator<Item = &'a candle_core::Tensor>,
+) -> bool {
+    x.device().is_cpu()
+        && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+        && others
+            .into_iter()
+            .all(|t| t.dtype() == x.dtype() && t.device().same_device(x.device()))
+}
+
+/// The bias operand of a fused op: `bias` itself, or a constant zero vector
+/// of `len` values, which the graph does not track (so it gets no gradient).
+fn bias_operand(
+    bias: Option<&candle_core::Tensor>,
+    len: usize,
+    like: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    match bias {
+        Some(b) => b.contiguous(),
+        None => candle_core::Tensor::zeros(len, like.dtype(), like.device()),
+    }
+}
+
 /// The contiguous data of a kernel's operand, or an error naming the kernel.
 fn contiguous<'a, T>(
     what: &str,

@@ -10,10 +10,10 @@
 //! passes through; candle's composed `relu` uses 1 at 0 and maps NaN to 0.
 //! The two agree everywhere else.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, on_cpu_kernels};
 use crate::{Error, Result};
 
 /// Elements per parallel task: large enough that a hand-off (a few
@@ -34,7 +34,7 @@ const CHUNK: usize = 1 << 15;
 /// # Errors
 /// A candle error (e.g. an unsupported dtype on another device).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if fast(x) {
+    if on_cpu_kernels(x, []) {
         Ok(x.contiguous()?.apply_op1(Relu)?)
     } else {
         relu_composed(x)
@@ -72,7 +72,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             found: b.dims().to_vec(),
         });
     }
-    if fast(a) && b.dtype() == a.dtype() && b.device().same_device(a.device()) {
+    if on_cpu_kernels(a, [b]) {
         Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)?)
     } else {
         add_relu_composed(a, b)
@@ -85,11 +85,6 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// A candle error (e.g. mismatched shapes).
 pub fn add_relu_composed(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok((a + b)?.relu()?)
-}
-
-/// Whether the CPU kernels apply: f32 or f64 on the CPU.
-fn fast(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// `out[i] = f(a[i], b[i])` for operands of one length, in parallel
@@ -260,7 +255,7 @@ impl CustomOp2 for ReluBackward {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
