@@ -31,7 +31,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType
 use rayon::prelude::*;
 
 use super::contiguous;
-use super::linear::Activation;
+use super::relu::Activation;
 use crate::{Error, Result};
 
 /// Output of [`batch_norm_train`].

@@ -24,11 +24,11 @@
 //! fall back to [`conv2d_composed`] (candle's own `conv2d`, cuDNN on CUDA
 //! builds), which is also the reference the kernels are tested against.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
-
-use std::mem::MaybeUninit;
 
 use super::matmul::{Mat, matmul};
 use super::{bias_operand, contiguous, on_cpu_kernels};

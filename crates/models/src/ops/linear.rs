@@ -24,18 +24,9 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 use super::matmul::{Mat, matmul_split, matmul_split_new};
+use super::relu::Activation;
 use super::{bias_operand, contiguous, on_cpu_kernels};
 use crate::{Error, Result};
-
-/// What a fused layer applies to its affine map's output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Activation {
-    /// Nothing: `y = x Wᵀ + b`.
-    #[default]
-    Identity,
-    /// `max(·, 0)`, with PyTorch's derivative 0 at 0; NaN passes through.
-    Relu,
-}
 
 /// `act(x Wᵀ + b)` for `x` `(N, in)`, `weight` `(out, in)` and an optional
 /// `bias` `(out)`: `(N, out)`, one graph node. Differentiable in all three.

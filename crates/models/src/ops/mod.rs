@@ -12,9 +12,9 @@ mod relu;
 pub use batch_norm::{BatchNormOutput, batch_norm_train};
 pub use bias::{add_channel_bias, add_channel_bias_composed};
 pub use conv::{ConvConfig, conv2d, conv2d_composed};
-pub use linear::{Activation, linear, linear_composed};
+pub use linear::{linear, linear_composed};
 pub use pool::{Pool2dConfig, avg_pool2d, avg_pool2d_composed, max_pool2d, max_pool2d_composed};
-pub use relu::{add_relu, add_relu_composed, relu, relu_composed};
+pub use relu::{Activation, add_relu, add_relu_composed, relu, relu_composed};
 
 /// Runs `f` compiled for the widest SIMD the CPU has (AVX-512, AVX2, else the
 /// SSE2 baseline), detected at run time by `pulp`: the elementwise loops and

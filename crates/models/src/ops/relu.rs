@@ -20,6 +20,16 @@ use crate::{Error, Result};
 /// microseconds) is small against the pass over it.
 const CHUNK: usize = 1 << 15;
 
+/// What a fused layer (dense, batch norm) applies to its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: the layer's affine map alone.
+    #[default]
+    Identity,
+    /// `max(·, 0)`, with PyTorch's derivative 0 at 0; NaN passes through.
+    Relu,
+}
+
 /// `max(x, 0)` elementwise; backward `dx = dy · [y > 0]` in one pass.
 ///
 /// ```
