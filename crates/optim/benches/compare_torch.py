@@ -4,8 +4,11 @@
 For 1 and 2 threads, runs the `*_fused` rows of `cargo bench -p bigbatch-optim
 --bench update` (RAYON_NUM_THREADS) and `torch_optim.py` (OMP_NUM_THREADS) back
 to back, so both see the same machine, and prints a Markdown table: median
-times, PyTorch time / bigbatch time (above 1: bigbatch is faster), and each
-bigbatch row's bandwidth (bytes an update must move once ÷ time).
+times, PyTorch time / bigbatch time (above 1: bigbatch is faster), each
+bigbatch row's bandwidth (bytes an update must move once ÷ time), and its
+distance from the memory-bandwidth floor: its time over the time the floor's
+bytes take at the best bandwidth any single-pass row (SGD, momentum, Adam,
+AdamW) reached in the same run, so 1.00 is the best this machine streamed.
 
     PYTHON=/path/to/python-with-torch-and-torchvision \\
         python3 crates/optim/benches/compare_torch.py [--threads 1 2] [--iters 10]
@@ -23,6 +26,13 @@ PEER = Path(__file__).with_name("torch_optim.py")
 PARAMS = 25_557_032
 # f32 tensors each optimizer must read and write once per update.
 FLOOR_TENSORS = {"sgd": 3, "momentum": 5, "adam": 7, "adamw": 7, "lars": 5, "lamb": 7}
+# The rows that make one pass, whose best rate is the machine's bandwidth.
+SINGLE_PASS = ("sgd", "momentum", "adam", "adamw")
+
+
+def gbps(name, ms):
+    """The floor's bytes over the time, in GB/s."""
+    return FLOOR_TENSORS[name] * PARAMS * 4 / (ms / 1e3) / 1e9
 
 
 def bigbatch(threads):
@@ -56,17 +66,21 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     args = ap.parse_args()
     python = os.environ.get("PYTHON", sys.executable)
-    print("| optimizer | threads | bigbatch ms | PyTorch ms | PyTorch ÷ bigbatch | bigbatch GB/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| optimizer | threads | bigbatch ms | PyTorch ms | PyTorch ÷ bigbatch "
+          "| bigbatch GB/s | × floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for threads in args.threads:
         ours = bigbatch(threads)
         theirs = torch(threads, args.iters, python)
+        best = max((gbps(n, ms) for n, ms in ours.items() if n in SINGLE_PASS), default=None)
         for name, ms in ours.items():
-            gbps = FLOOR_TENSORS[name] * PARAMS * 4 / (ms / 1e3) / 1e9
+            rate = gbps(name, ms)
             peer = theirs.get(name)
             ratio = f"{peer / ms:.2f}" if peer else "—"
             peer_ms = f"{peer:.1f}" if peer else "—"
-            print(f"| {name} | {threads} | {ms:.1f} | {peer_ms} | {ratio} | {gbps:.1f} |", flush=True)
+            floor = f"{best / rate:.2f}" if best else "—"
+            print(f"| {name} | {threads} | {ms:.1f} | {peer_ms} | {ratio} | {rate:.1f} | {floor} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
