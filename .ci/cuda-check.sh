@@ -4,7 +4,7 @@
 # and every crate is type-checked with `--features cudnn` (which implies
 # `cuda`). Linking needs libcuda and cuBLAS, which only a GPU machine has, so
 # this is `cargo check`, not `cargo build`.
-#   .ci/cuda-check.sh            # about 5 minutes on 2 cores from scratch
+#   .ci/cuda-check.sh            # 5.5-7 minutes on 2 cores from scratch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tk="$PWD/target/cuda-toolkit"
@@ -23,7 +23,7 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 # This build is only checked, never run: candle's kernels are compiled with
 # device optimisation turned down (NVVM -O1, ptxas -O0), which makes nvcc
 # 2-3 times faster on them (its largest kernel file: 100 s -> 42 s; the whole
-# check: 15 -> 5.5 minutes on 2 cores).
+# check: 15 -> 5.5-7 minutes on 2 cores, in two fresh-clone CI runs).
 export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} -Xcicc -O1 -Xptxas -O0"
 nvcc --version | tail -1
 cargo check --locked -p bigbatch-bench --features cudnn --lib --bins
