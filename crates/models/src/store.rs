@@ -45,27 +45,7 @@ pub fn is_buffer(name: &str) -> bool {
     BUFFER_NAMES.contains(&last)
 }
 
-/// What a trainable parameter is, for optimizer masks (weight decay, LARS/LAMB
-/// trust ratios usually skip everything but [`ParamKind::Weight`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParamKind {
-    /// A dense or convolution weight (two or more dimensions).
-    Weight,
-    /// The bias of a dense or convolution layer.
-    Bias,
-    /// A normalisation layer's scale γ.
-    NormScale,
-    /// A normalisation layer's shift β.
-    NormShift,
-}
-
-impl ParamKind {
-    /// Whether the large-batch recipes (Goyal et al. 2017, MLPerf ResNet-50,
-    /// You et al. 2017/2020) apply weight decay to this kind: weights only.
-    pub fn takes_weight_decay(self) -> bool {
-        self == Self::Weight
-    }
-}
+pub use bigbatch_spec::ParamKind;
 
 /// Named variables of a model, created from a seed on first use.
 ///
@@ -183,6 +163,15 @@ impl VarStore {
             ("bias", false) => ParamKind::Bias,
             _ => ParamKind::Weight,
         })
+    }
+
+    /// Every trainable parameter with its kind, in sorted name order: what
+    /// optimizer masks select by (`bigbatch_optim::Params::with_kinds`).
+    pub fn kinds(&self) -> Vec<(String, ParamKind)> {
+        self.vars()
+            .into_iter()
+            .filter_map(|(name, _)| self.param_kind(&name).map(|k| (name, k)))
+            .collect()
     }
 
     /// An optimizer mask predicate on `(name, shape)` that is true for the

@@ -7,6 +7,9 @@ pub enum Error {
     /// A tensor operation failed inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A spec (optimizer, schedule, mask) is invalid; the error names the field.
+    #[error(transparent)]
+    Spec(#[from] bigbatch_spec::Error),
     /// Two trees that must hold the same names do not.
     #[error("parameter trees differ: `{name}` is in one but not the other")]
     TreeMismatch {

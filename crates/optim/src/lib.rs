@@ -34,6 +34,7 @@ pub mod mask;
 mod optimizer;
 mod params;
 pub mod schedule;
+mod spec;
 mod state;
 mod transform;
 mod transforms;
@@ -44,6 +45,10 @@ pub use alias::{
     Adagrad, AdagradConfig, Adam, AdamW, Lamb, LambConfig, Lars, LarsConfig, Momentum, Rmsprop,
     Sgd, adagrad, adam, adamw, lamb, lars, momentum, nesterov, rmsprop, sgd,
 };
+pub use bigbatch_spec::{
+    Decay, Horizon, Length, MaskSpec, Method, OptimizerSpec, ParamKind, ScheduleSpec,
+    TrustRatioSpec,
+};
 pub use error::{Error, Result};
 pub use fused::Fused;
 pub use layerwise::{Layerwise, layerwise};
@@ -52,6 +57,7 @@ pub use mask::{Mask, Masked, MaskedState, masked};
 pub use optimizer::Optimizer;
 pub use params::Params;
 pub use schedule::Schedule;
+pub use spec::{BuildOptimizer, BuildSchedule};
 pub use state::{OptState, key};
 pub use transform::{Boxed, BoxedState, Chain, Identity, Transform, boxed, chain, identity};
 pub use transforms::*;

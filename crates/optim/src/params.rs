@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use candle_core::Var;
 use candle_core::backprop::GradStore;
 
-use crate::{Result, Tree};
+use crate::{ParamKind, Result, Tree};
 
 /// A model's trainable [`Var`]s by name, in sorted order.
 ///
@@ -27,6 +27,7 @@ use crate::{Result, Tree};
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     vars: BTreeMap<String, Var>,
+    kinds: BTreeMap<String, ParamKind>,
 }
 
 impl Params {
@@ -34,7 +35,41 @@ impl Params {
     pub fn new(vars: impl IntoIterator<Item = (String, Var)>) -> Self {
         Self {
             vars: vars.into_iter().collect(),
+            kinds: BTreeMap::new(),
         }
+    }
+
+    /// The same variables, each with the [`ParamKind`] its model declared
+    /// (what optimizer masks select by; see [`bigbatch_spec::MaskSpec`]).
+    /// Kinds of names not among the variables are ignored.
+    ///
+    /// ```
+    /// use bigbatch_optim::{ParamKind, Params};
+    /// use candle_core::{Device, Var};
+    /// # fn main() -> Result<(), bigbatch_optim::Error> {
+    /// let b = Var::new(&[0f32], &Device::Cpu)?;
+    /// let params = Params::new([("fc.bias".to_string(), b)])
+    ///     .with_kinds([("fc.bias".to_string(), ParamKind::Bias)]);
+    /// assert_eq!(params.kind("fc.bias"), Some(ParamKind::Bias));
+    /// assert!(params.kinds_known());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_kinds(mut self, kinds: impl IntoIterator<Item = (String, ParamKind)>) -> Self {
+        self.kinds = kinds
+            .into_iter()
+            .filter(|(name, _)| self.vars.contains_key(name))
+            .collect();
+        self
+    }
+
+    /// The kind of the variable `name`, if declared.
+    pub fn kind(&self, name: &str) -> Option<ParamKind> {
+        self.kinds.get(name).copied()
+    }
+
+    /// Whether every variable has a declared kind.
+    pub fn kinds_known(&self) -> bool {
+        self.kinds.len() == self.vars.len()
     }
 
     /// The number of variables.

@@ -1,0 +1,165 @@
+//! Sweeps: a plan of many runs, and [`RunSpec`], one run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Budget, Error, OptimizerSpec, Result, ScheduleSpec, SearchSpace, Target, TrainConfig,
+    WorkloadKind,
+};
+
+/// One run: a workload trained once with one configuration. What `bigbatch
+/// train --config FILE` reads and what a sweep writes for each trial.
+///
+/// ```toml
+/// workload = "mnist-lenet5"
+///
+/// [train]
+/// batch_size = 256
+/// budget = { epochs = 30 }
+///
+/// [train.optimizer]
+/// name = "lamb"
+/// learning_rate = 0.01
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// What is trained.
+    pub workload: WorkloadKind,
+    /// How.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// The point's index in a sweep's quasi-random search, if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_index: Option<u64>,
+}
+
+impl RunSpec {
+    /// A stable id: 16 hex digits of the FNV-1a hash of the spec's JSON.
+    pub fn id(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+}
+
+/// The steps budget of a trial at batch size `B`: `examples / B`, clamped to
+/// `[min_steps, max_steps]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepBudget {
+    /// Training examples a trial may consume.
+    pub examples: u64,
+    /// At least this many steps.
+    pub min_steps: u64,
+    /// At most this many steps.
+    pub max_steps: u64,
+}
+
+impl StepBudget {
+    /// The steps at batch size `batch_size`.
+    pub fn steps(&self, batch_size: usize) -> u64 {
+        (self.examples / batch_size.max(1) as u64).clamp(self.min_steps, self.max_steps)
+    }
+}
+
+/// A steps-to-target sweep: per batch size, `trials_per_batch_size`
+/// quasi-random points of `search` around a base optimizer and schedule,
+/// each trained to `target` or until its budget is spent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepPlan {
+    /// What is trained.
+    pub workload: WorkloadKind,
+    /// The batch sizes; those above the training set size are dropped.
+    pub batch_sizes: Vec<usize>,
+    /// Search points per batch size.
+    pub trials_per_batch_size: usize,
+    /// The optimizer every trial starts from; `search` sets its fields.
+    pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule every trial starts from.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub schedule: ScheduleSpec,
+    /// Label smoothing of every trial.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+    /// The searched fields and their ranges.
+    pub search: SearchSpace,
+    /// Seed of the quasi-random search.
+    pub search_seed: u64,
+    /// Seed of initialisation and data order of every trial.
+    pub seed: u64,
+    /// Steps per trial.
+    pub budget: StepBudget,
+    /// The target that ends a trial.
+    pub target: Target,
+    /// Evaluations per trial (the resolution of steps-to-target).
+    pub evals_per_trial: u64,
+    /// Examples per evaluation forward pass.
+    pub eval_batch_size: usize,
+    /// Largest micro-batch (gradient accumulation), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<usize>,
+    /// Ghost batch norm's virtual batch size, for workloads with batch norm
+    /// (batches no larger than it use ordinary batch norm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ghost_batch_size: Option<usize>,
+    /// Each trial saves a checkpoint every this many steps (in
+    /// `checkpoints/<id>.safetensors`), so a killed trial resumes mid-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_steps: Option<u64>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
+impl SweepPlan {
+    /// The trials, batch size by batch size, for a training set of `train_len`.
+    ///
+    /// # Errors
+    /// An invalid base configuration or search space (naming the field), or
+    /// no batch size that fits the training set.
+    pub fn trials(&self, train_len: usize) -> Result<Vec<RunSpec>> {
+        let mut trials = Vec::new();
+        for &b in self.batch_sizes.iter().filter(|&&b| b <= train_len) {
+            let steps = self.budget.steps(b);
+            let mut base = TrainConfig::new(b, Budget::Steps(steps), self.optimizer.clone());
+            base.schedule = self.schedule.clone();
+            base.label_smoothing = self.label_smoothing;
+            base.seed = self.seed;
+            base.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
+            base.eval_batch_size = self.eval_batch_size;
+            base.target = Some(self.target);
+            base.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
+            base.ghost_batch_size = self.ghost_batch_size.filter(|&g| g < b);
+            for p in self
+                .search
+                .points(&base, self.trials_per_batch_size, self.search_seed)?
+            {
+                p.config.validate_for(train_len)?;
+                trials.push(RunSpec {
+                    workload: self.workload,
+                    train: p.config,
+                    search_index: Some(p.index),
+                });
+            }
+        }
+        if trials.is_empty() {
+            return Err(Error::Inconsistent {
+                field: "batch_sizes".into(),
+                problem: format!(
+                    "no batch size of {:?} fits the {train_len} training examples",
+                    self.batch_sizes
+                ),
+            });
+        }
+        Ok(trials)
+    }
+}

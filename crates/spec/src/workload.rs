@@ -1,0 +1,191 @@
+//! Workloads: a dataset, a model, a loss and a target, by name (Shallue et
+//! al. 2019, Table 1: targets are data).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Metric, Target};
+
+/// A dataset, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DatasetName {
+    /// MNIST handwritten digits (LeCun et al. 1998).
+    Mnist,
+    /// Fashion-MNIST (Xiao et al. 2017).
+    FashionMnist,
+    /// CIFAR-10 (Krizhevsky 2009).
+    Cifar10,
+}
+
+/// A model family, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Architecture {
+    /// LeNet-5 (LeCun et al. 1998).
+    Lenet5,
+    /// Shallue et al.'s simple CNN (two conv + max-pool layers, then dense).
+    SimpleCnn,
+    /// ResNet-8 (He et al. 2016), as in Shallue et al. (2019).
+    Resnet8,
+    /// Keskar et al.'s F1: 784 → 512×5 → 10, fully connected with batch norm.
+    KeskarF1,
+}
+
+impl Architecture {
+    /// Whether the model has batch-norm layers.
+    pub fn has_batch_norm(self) -> bool {
+        matches!(self, Architecture::Resnet8 | Architecture::KeskarF1)
+    }
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Loss {
+    /// Softmax cross-entropy on class labels.
+    CrossEntropy,
+}
+
+/// A typed workload description: dataset, model, loss, metric and target.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// The data.
+    pub dataset: DatasetName,
+    /// The model family.
+    pub model: Architecture,
+    /// The training loss.
+    pub loss: Loss,
+    /// The target on the test split.
+    pub target: Target,
+}
+
+impl Workload {
+    /// The workloads of Shallue et al. (2019), Keskar et al. (2017) and You et
+    /// al. (2020) with their published targets: every [`WorkloadKind`].
+    pub fn catalogue() -> Vec<Workload> {
+        WorkloadKind::ALL.iter().map(|k| k.workload()).collect()
+    }
+}
+
+/// The workloads bigbatch knows, by name.
+///
+/// ```
+/// use bigbatch_spec::WorkloadKind;
+/// let w: WorkloadKind = "cifar10-resnet8".parse().unwrap();
+/// assert_eq!(w, WorkloadKind::Cifar10Resnet8);
+/// assert_eq!(w.to_string(), "cifar10-resnet8");
+/// assert!("mnist-lenet".parse::<WorkloadKind>().unwrap_err().to_string().contains("mnist-lenet5"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// LeNet-5 on MNIST (LeCun et al. 1998; You et al. 2020 train it to 99.2%).
+    MnistLenet5,
+    /// Shallue et al.'s simple CNN on MNIST, to test error 0.01.
+    MnistSimpleCnn,
+    /// Shallue et al.'s simple CNN on Fashion-MNIST, to test error 0.10.
+    FashionMnistSimpleCnn,
+    /// ResNet-8 with batch norm on CIFAR-10 (Shallue et al.), to test error 0.30.
+    #[serde(rename = "cifar10-resnet8")]
+    Cifar10Resnet8,
+    /// Keskar et al.'s F1 (fully connected, batch norm) on MNIST, to 97.8%
+    /// test accuracy.
+    MnistKeskarF1,
+}
+
+impl WorkloadKind {
+    /// Every workload, in declaration order.
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::MnistLenet5,
+        WorkloadKind::MnistSimpleCnn,
+        WorkloadKind::FashionMnistSimpleCnn,
+        WorkloadKind::Cifar10Resnet8,
+        WorkloadKind::MnistKeskarF1,
+    ];
+
+    /// The name as written in a spec and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::MnistLenet5 => "mnist-lenet5",
+            WorkloadKind::MnistSimpleCnn => "mnist-simple-cnn",
+            WorkloadKind::FashionMnistSimpleCnn => "fashion-mnist-simple-cnn",
+            WorkloadKind::Cifar10Resnet8 => "cifar10-resnet8",
+            WorkloadKind::MnistKeskarF1 => "mnist-keskar-f1",
+        }
+    }
+
+    /// The typed description, with the published target.
+    pub fn workload(self) -> Workload {
+        let (dataset, model, metric, threshold) = match self {
+            // You et al. (2020) train LeNet-5 on MNIST to 99.2% test accuracy.
+            WorkloadKind::MnistLenet5 => (
+                DatasetName::Mnist,
+                Architecture::Lenet5,
+                Metric::TestAccuracy,
+                0.992,
+            ),
+            // Shallue et al. (2019), Table 1.
+            WorkloadKind::MnistSimpleCnn => (
+                DatasetName::Mnist,
+                Architecture::SimpleCnn,
+                Metric::TestError,
+                0.01,
+            ),
+            WorkloadKind::FashionMnistSimpleCnn => (
+                DatasetName::FashionMnist,
+                Architecture::SimpleCnn,
+                Metric::TestError,
+                0.10,
+            ),
+            WorkloadKind::Cifar10Resnet8 => (
+                DatasetName::Cifar10,
+                Architecture::Resnet8,
+                Metric::TestError,
+                0.30,
+            ),
+            // Keskar et al. (2017), Table 2: F1 reaches about 98.0% test
+            // accuracy with small batches and 97.8% with large ones.
+            WorkloadKind::MnistKeskarF1 => (
+                DatasetName::Mnist,
+                Architecture::KeskarF1,
+                Metric::TestAccuracy,
+                0.978,
+            ),
+        };
+        Workload {
+            dataset,
+            model,
+            loss: Loss::CrossEntropy,
+            target: Target { metric, threshold },
+        }
+    }
+
+    /// Whether the model has batch-norm layers (and so takes a ghost batch size).
+    pub fn has_batch_norm(self) -> bool {
+        self.workload().model.has_batch_norm()
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for WorkloadKind {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| crate::Error::UnknownName {
+                what: "workload",
+                name: s.to_owned(),
+                valid: Self::ALL.map(|w| w.name()).join(", "),
+            })
+    }
+}
