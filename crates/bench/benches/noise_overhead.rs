@@ -23,11 +23,14 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use bigbatch_bench::{Budget, Data, Model, OptimizerConfig, TrainConfig, WorkloadKind, train};
+use bigbatch_bench::{
+    Budget, Data, Model, OptimizerSpec, TrainConfig, WorkloadExt, WorkloadKind, train,
+};
 use bigbatch_data::{ImageClassification, ImageShape, Normalization};
 use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleTracker};
 use bigbatch_optim::{Params, Tree, softmax_cross_entropy};
+use bigbatch_spec::Method;
 use candle_core::Device;
 use clap::Parser;
 
@@ -123,10 +126,7 @@ fn main() -> Result<()> {
                 let mut cfg = TrainConfig::new(
                     batch,
                     Budget::Steps(args.steps),
-                    OptimizerConfig::Momentum {
-                        learning_rate: 0.01,
-                        momentum: 0.9,
-                    },
+                    OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.01),
                 );
                 cfg.eval_every_steps = u64::MAX;
                 cfg.micro_batch_size = Some(micro);

@@ -45,6 +45,9 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// A spec value is out of range or inconsistent; the error names the field.
+    #[error(transparent)]
+    Spec(#[from] bigbatch_spec::Error),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

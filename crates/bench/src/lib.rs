@@ -1,10 +1,10 @@
 //! The training harness behind every bigbatch experiment.
 //!
-//! [`train`] is the one training loop; [`WorkloadKind`] names what is trained
-//! (dataset + model) and [`Workload`] describes it with its [`Target`];
-//! [`RunRecord`] is what a run writes. [`SearchSpace`] draws quasi-random
-//! ([`halton`]) metaparameters per batch size, and a [`SweepPlan`] turns them
-//! into [`TrialSpec`]s that [`run_sweep`] runs as independent, resumable
+//! [`train`] is the one training loop, driven by a [`TrainConfig`] from
+//! `bigbatch-spec` (whose types are re-exported here); [`WorkloadExt`] loads
+//! a [`WorkloadKind`]'s data and builds its model; [`RunRecord`] is what a
+//! run writes. A [`SweepPlan`] turns quasi-random points of its search space
+//! into [`RunSpec`]s that [`run_sweep`] runs as independent, resumable
 //! processes. The `bigbatch` binary wraps them in a command line that
 //! `cargo xtask` drives.
 
@@ -13,23 +13,23 @@ mod error;
 mod record;
 mod sweep;
 mod train;
-mod tune;
 mod workload;
 
+pub use bigbatch_spec::{
+    Budget, EvalPoint, Metric, OptimizerSpec, RunSpec, ScheduleSpec, StepBudget, SweepPlan, Target,
+    TrainConfig, WorkloadKind,
+};
 pub use error::{Error, Result};
 pub use record::{
-    EvalPoint, FileDigest, Provenance, RunRecord, Status, device_label, git_revision, read_json,
+    FileDigest, Provenance, RunRecord, Status, device_label, git_revision, read_json,
     write_json_atomic,
 };
 pub use sweep::{
-    BatchSizeSummary, BestTrial, StepBudget, SweepDir, SweepPlan, SweepProgress, SweepSummary,
-    TrialResult, TrialSpec, run_sweep, run_trial, slurm_script, summarize,
+    BatchSizeSummary, BestTrial, SweepDir, SweepProgress, SweepSummary, TrialResult, run_sweep,
+    run_trial, slurm_script, summarize,
 };
 pub use train::{
-    Budget, CANDLE_SPIN_LIMIT, Checkpointing, LrSchedule, Observer, OptimizerConfig, Outcome,
-    TrainConfig, evaluate, on_pool, quiet_candle_pool, train, train_resumable,
+    CANDLE_SPIN_LIMIT, Checkpointing, Observer, Outcome, batch_norm, evaluate, on_pool,
+    quiet_candle_pool, train, train_resumable,
 };
-pub use tune::{LinearDecaySpace, LinearRange, LogRange, SearchPoint, SearchSpace, halton};
-pub use workload::{
-    Architecture, Data, DatasetName, Loss, Metric, Model, Target, Workload, WorkloadKind,
-};
+pub use workload::{Data, Model, WorkloadExt};

@@ -2,7 +2,7 @@
 //! kill at any moment.
 //!
 //! A sweep directory holds `plan.json` (the [`SweepPlan`], search space
-//! included), `trials/<id>.json` (one [`TrialSpec`] per trial, `<id>` a stable
+//! included), `trials/<id>.json` (one [`RunSpec`] per trial, `<id>` a stable
 //! hash of the spec), `results/<id>.json` (one [`TrialResult`], written
 //! atomically by the trial's own process) and `attempts.log` (one line per
 //! trial start). [`run_sweep`] starts a child process per unfinished trial,
@@ -17,40 +17,20 @@ use bigbatch_noise::{BootstrapConfig, ParetoBootstrap, ParetoPoint, bootstrap_pa
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use bigbatch_spec::{OptimizerSpec, RunSpec, ScheduleSpec, SweepPlan};
+
 use crate::{
-    Budget, Checkpointing, Error, Observer, Provenance, Result, RunRecord, SearchSpace, Status,
-    Target, TrainConfig, WorkloadKind, read_json, train_resumable, write_json_atomic,
+    Checkpointing, Error, Observer, Provenance, Result, RunRecord, Status, WorkloadExt, batch_norm,
+    read_json, train_resumable, write_json_atomic,
 };
-
-/// One trial: a workload trained once with one configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrialSpec {
-    /// What is trained.
-    pub workload: WorkloadKind,
-    /// How (batch size, optimizer, seed, budget, target).
-    pub config: TrainConfig,
-    /// The point's index in the quasi-random search, if it came from one.
-    pub search_index: Option<u64>,
-}
-
-impl TrialSpec {
-    /// A stable id: 16 hex digits of the FNV-1a hash of the spec's JSON.
-    pub fn id(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        format!("{hash:016x}")
-    }
-}
 
 /// What a trial's process writes to `results/<id>.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrialResult {
-    /// [`TrialSpec::id`].
+    /// [`RunSpec::id`].
     pub id: String,
     /// The trial.
-    pub spec: TrialSpec,
+    pub spec: RunSpec,
     /// The run.
     pub record: RunRecord,
 }
@@ -62,7 +42,7 @@ pub struct TrialResult {
 /// # Errors
 /// Data, model or training errors.
 pub fn run_trial(
-    spec: &TrialSpec,
+    spec: &RunSpec,
     data_dir: &Path,
     device: &Device,
     threads: usize,
@@ -72,114 +52,20 @@ pub fn run_trial(
     let data = spec.workload.load_data(data_dir)?;
     let model = spec
         .workload
-        .build_model(spec.config.seed, spec.config.norm(), device)?;
-    let outcome = train_resumable(&model, &data, &spec.config, device, observer, checkpointing)?;
+        .build_model(spec.train.seed, batch_norm(&spec.train), device)?;
+    let outcome = train_resumable(&model, &data, &spec.train, device, observer, checkpointing)?;
     let provenance = Provenance::collect(
-        spec.config.seed,
+        spec.train.seed,
         threads,
         &crate::device_label(device),
         data.digests,
     );
-    let record = RunRecord::new(spec.workload, spec.config.clone(), provenance, outcome);
+    let record = RunRecord::new(spec.workload, spec.train.clone(), provenance, outcome);
     Ok(TrialResult {
         id: spec.id(),
         spec: spec.clone(),
         record,
     })
-}
-
-/// The steps budget of a trial at batch size `B`: `examples / B`, clamped to
-/// `[min_steps, max_steps]`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepBudget {
-    /// Training examples a trial may consume.
-    pub examples: u64,
-    /// At least this many steps.
-    pub min_steps: u64,
-    /// At most this many steps.
-    pub max_steps: u64,
-}
-
-impl StepBudget {
-    /// The steps at batch size `batch_size`.
-    pub fn steps(&self, batch_size: usize) -> u64 {
-        (self.examples / batch_size.max(1) as u64).clamp(self.min_steps, self.max_steps)
-    }
-}
-
-/// A steps-to-target sweep: per batch size, `trials_per_batch_size`
-/// quasi-random points of `search_space`, each trained to `target` or until
-/// its budget is spent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepPlan {
-    /// What is trained.
-    pub workload: WorkloadKind,
-    /// The batch sizes; those above the training set size are dropped.
-    pub batch_sizes: Vec<usize>,
-    /// Search points per batch size.
-    pub trials_per_batch_size: usize,
-    /// Where the points are drawn.
-    pub search_space: SearchSpace,
-    /// Seed of the quasi-random search.
-    pub search_seed: u64,
-    /// Seed of initialisation and data order of every trial.
-    pub seed: u64,
-    /// Steps per trial.
-    pub budget: StepBudget,
-    /// The target that ends a trial.
-    pub target: Target,
-    /// Evaluations per trial (the resolution of steps-to-target).
-    pub evals_per_trial: u64,
-    /// Examples per evaluation forward pass.
-    pub eval_batch_size: usize,
-    /// Largest micro-batch (gradient accumulation), if any.
-    pub micro_batch_size: Option<usize>,
-    /// Ghost batch norm's virtual batch size, for workloads with batch norm
-    /// (batches no larger than it use ordinary batch norm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ghost_batch_size: Option<usize>,
-    /// Each trial saves a checkpoint every this many steps (in
-    /// `checkpoints/<id>.safetensors`), so a killed trial resumes mid-run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint_every_steps: Option<u64>,
-}
-
-impl SweepPlan {
-    /// The trials, batch size by batch size, for a training set of `train_len`.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid search space or no usable batch size.
-    pub fn trials(&self, train_len: usize) -> Result<Vec<TrialSpec>> {
-        let points = self
-            .search_space
-            .points(self.trials_per_batch_size, self.search_seed)?;
-        let mut trials = Vec::new();
-        for &b in self.batch_sizes.iter().filter(|&&b| b <= train_len) {
-            let steps = self.budget.steps(b);
-            for p in &points {
-                let mut config = TrainConfig::new(b, Budget::Steps(steps), p.optimizer.clone());
-                config.schedule = p.schedule;
-                config.seed = self.seed;
-                config.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
-                config.eval_batch_size = self.eval_batch_size;
-                config.target = Some(self.target);
-                config.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
-                config.ghost_batch_size = self.ghost_batch_size.filter(|&g| g < b);
-                trials.push(TrialSpec {
-                    workload: self.workload,
-                    config,
-                    search_index: Some(p.index),
-                });
-            }
-        }
-        if trials.is_empty() {
-            return Err(Error::Config(format!(
-                "no batch size of {:?} fits the {train_len} training examples",
-                self.batch_sizes
-            )));
-        }
-        Ok(trials)
-    }
 }
 
 /// The files of a sweep directory.
@@ -226,7 +112,7 @@ impl SweepDir {
     ///
     /// # Errors
     /// [`Error::Config`] for a different existing plan; I/O errors.
-    pub fn prepare(&self, plan: &SweepPlan, trials: &[TrialSpec]) -> Result<Vec<String>> {
+    pub fn prepare(&self, plan: &SweepPlan, trials: &[RunSpec]) -> Result<Vec<String>> {
         if self.plan().exists() {
             let existing: SweepPlan = read_json(&self.plan())?;
             if existing != *plan {
@@ -410,10 +296,10 @@ pub struct BestTrial {
     /// Examples to target `E = B·S`.
     pub examples: u64,
     /// Its optimizer.
-    pub optimizer: crate::OptimizerConfig,
+    pub optimizer: OptimizerSpec,
     /// Its learning-rate schedule.
     #[serde(default)]
-    pub schedule: crate::LrSchedule,
+    pub schedule: ScheduleSpec,
 }
 
 /// A sweep's results: best trial per batch size, and the `S_min`/`E_min`/`B_crit`
@@ -438,7 +324,7 @@ pub struct SweepSummary {
 /// Unreadable results. A Pareto fit that fails is logged and left out.
 pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<SweepSummary> {
     let results = dir.results(ids)?;
-    let mut sizes: Vec<usize> = results.iter().map(|r| r.spec.config.batch_size).collect();
+    let mut sizes: Vec<usize> = results.iter().map(|r| r.spec.train.batch_size).collect();
     sizes.sort_unstable();
     sizes.dedup();
     let batch_sizes: Vec<BatchSizeSummary> = sizes
@@ -446,7 +332,7 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
         .map(|&b| {
             let of_b: Vec<&TrialResult> = results
                 .iter()
-                .filter(|r| r.spec.config.batch_size == b)
+                .filter(|r| r.spec.train.batch_size == b)
                 .collect();
             let best = of_b
                 .iter()
@@ -456,8 +342,8 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
                     id: r.id.clone(),
                     steps,
                     examples: steps * b as u64,
-                    optimizer: r.spec.config.optimizer.clone(),
-                    schedule: r.spec.config.schedule,
+                    optimizer: r.spec.train.optimizer.clone(),
+                    schedule: r.spec.train.schedule.clone(),
                 });
             BatchSizeSummary {
                 batch_size: b,

@@ -6,291 +6,19 @@ use std::time::Instant;
 use bigbatch_data::{Batches, ImageClassification, Normalization};
 use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
-use bigbatch_optim::schedule::Polynomial;
-use bigbatch_optim::{Accumulator, Fused, Optimizer, Params, Schedule, Tree};
+use bigbatch_optim::{Accumulator, BuildOptimizer, Tree};
+use bigbatch_spec::TrainConfig;
 use candle_core::{D, DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, LoopState};
-use crate::{Data, Error, EvalPoint, Model, Result, Status, Target};
+use crate::{Data, Error, EvalPoint, Model, Result, Status};
 
-/// The optimizer of a run, by paper name and hyperparameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case")]
-pub enum OptimizerConfig {
-    /// Plain SGD.
-    Sgd {
-        /// Step size.
-        learning_rate: f64,
-    },
-    /// Heavy-ball momentum.
-    Momentum {
-        /// Step size.
-        learning_rate: f64,
-        /// Momentum coefficient μ.
-        momentum: f64,
-    },
-    /// Nesterov momentum.
-    Nesterov {
-        /// Step size.
-        learning_rate: f64,
-        /// Momentum coefficient μ.
-        momentum: f64,
-    },
-}
-
-impl OptimizerConfig {
-    /// The peak learning rate `η₀`.
-    pub fn learning_rate(&self) -> f64 {
-        match *self {
-            OptimizerConfig::Sgd { learning_rate }
-            | OptimizerConfig::Momentum { learning_rate, .. }
-            | OptimizerConfig::Nesterov { learning_rate, .. } => learning_rate,
-        }
-    }
-
-    /// The named optimizer this configuration is.
-    pub fn rule(&self) -> Fused {
-        match *self {
-            OptimizerConfig::Sgd { .. } => Fused::Sgd,
-            OptimizerConfig::Momentum { momentum, .. } => Fused::Momentum {
-                beta: momentum,
-                nesterov: false,
-            },
-            OptimizerConfig::Nesterov { momentum, .. } => Fused::Momentum {
-                beta: momentum,
-                nesterov: true,
-            },
-        }
-    }
-
-    /// The optimizer for `params`, its learning rate following `schedule`
-    /// over a run of `total_steps`: [`Optimizer::fused`], so on the CPU each
-    /// update is one in-place pass over every parameter.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for schedule parameters out of range; the optimizer
-    /// crate's error for an invalid momentum.
-    pub fn build(
-        &self,
-        schedule: &LrSchedule,
-        total_steps: u64,
-        params: &Params,
-    ) -> Result<Optimizer> {
-        let lr = schedule.build(self.learning_rate(), total_steps)?;
-        Ok(Optimizer::fused(self.rule(), lr, params)?)
-    }
-}
-
-/// How the learning rate moves during a run, relative to the optimizer's `η₀`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum LrSchedule {
-    /// `η(t) = η₀`.
-    #[default]
-    Constant,
-    /// Linear decay to `α·η₀` over the first `T = ⌈decay_fraction · total⌉`
-    /// steps, then constant (Shallue et al. 2019, §3.5 and Appendix C, which
-    /// tune `α` and `T` with the learning rate and momentum):
-    /// `η(t) = η₀·(1 − (1 − α)·min(t, T)/T)`.
-    LinearDecay {
-        /// `α`, the final learning rate as a fraction of `η₀`, in `[0, 1]`.
-        final_fraction: f64,
-        /// `T` as a fraction of the run's steps, in `(0, 1]`.
-        decay_fraction: f64,
-    },
-}
-
-impl LrSchedule {
-    fn is_constant(&self) -> bool {
-        matches!(self, LrSchedule::Constant)
-    }
-
-    /// The schedule of learning rates for a peak `peak` and a run of `total_steps`.
-    ///
-    /// ```
-    /// use bigbatch_bench::LrSchedule;
-    /// let s = LrSchedule::LinearDecay { final_fraction: 0.1, decay_fraction: 0.5 };
-    /// let lr = s.build(1.0, 100).unwrap();
-    /// assert_eq!((lr.at(0), lr.at(25), lr.at(50), lr.at(99)), (1.0, 0.55, 0.1, 0.1));
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Config`] for `α ∉ [0, 1]` or `decay_fraction ∉ (0, 1]`.
-    pub fn build(&self, peak: f64, total_steps: u64) -> Result<Box<dyn Schedule>> {
-        Ok(match *self {
-            LrSchedule::Constant => Box::new(peak),
-            LrSchedule::LinearDecay {
-                final_fraction,
-                decay_fraction,
-            } => {
-                let valid = (0.0..=1.0).contains(&final_fraction)
-                    && decay_fraction > 0.0
-                    && decay_fraction <= 1.0;
-                if !valid {
-                    return Err(Error::Config(format!(
-                        "linear decay needs final_fraction in [0, 1] and decay_fraction in (0, 1], got {final_fraction} and {decay_fraction}"
-                    )));
-                }
-                let steps = ((decay_fraction * total_steps as f64).ceil() as u64).max(1);
-                Box::new(Polynomial::new(peak, final_fraction * peak, 1.0, steps)?)
-            }
-        })
-    }
-}
-
-/// How long to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Budget {
-    /// This many optimizer steps.
-    Steps(u64),
-    /// This many passes over the training set.
-    Epochs(u64),
-}
-
-/// How to train: batch size, budget, evaluation cadence, optimizer, seed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Examples per optimizer step.
-    pub batch_size: usize,
-    /// When to stop.
-    pub budget: Budget,
-    /// Seed of initialisation and of the per-epoch data order.
-    pub seed: u64,
-    /// Evaluate every this many steps (and always after the last step).
-    pub eval_every_steps: u64,
-    /// Examples per evaluation forward pass (memory only; no effect on results).
-    pub eval_batch_size: usize,
-    /// The optimizer.
-    pub optimizer: OptimizerConfig,
-    /// How its learning rate moves over the run.
-    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
-    pub schedule: LrSchedule,
-    /// Label smoothing `ε` of the softmax cross-entropy (0: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub label_smoothing: f64,
-    /// Stop at the first evaluation that meets this target (Shallue et al. 2019).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Target>,
-    /// Split each batch into micro-batches of at most this many examples and
-    /// accumulate their gradients into one step (`None`: the whole batch at once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub micro_batch_size: Option<usize>,
-    /// Ghost batch norm (Hoffer et al. 2017): batch-norm layers normalise each
-    /// group of this many examples with its own statistics (`None`: each
-    /// micro-batch as a whole). Only for models with batch norm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ghost_batch_size: Option<usize>,
-    /// Track the simple noise scale `B_simple` from the micro-batch gradients
-    /// (needs at least two micro-batches per step).
-    #[serde(default)]
-    pub track_noise_scale: bool,
-    /// A training loss above this multiple of the first step's loss marks the
-    /// run diverged (as a non-finite loss always does).
-    #[serde(default = "default_divergence_factor")]
-    pub divergence_factor: f64,
-}
-
-fn default_divergence_factor() -> f64 {
-    10.0
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
-impl TrainConfig {
-    /// A configuration with the defaults for everything but batch size,
-    /// budget and optimizer: seed 0, evaluation every 100 steps with batches
-    /// of 1000, constant learning rate, no label smoothing, no target, no
-    /// accumulation, no noise-scale tracking, loss explosion at 10× the first
-    /// loss.
-    pub fn new(batch_size: usize, budget: Budget, optimizer: OptimizerConfig) -> Self {
-        Self {
-            batch_size,
-            budget,
-            seed: 0,
-            eval_every_steps: 100,
-            eval_batch_size: 1000,
-            optimizer,
-            schedule: LrSchedule::Constant,
-            label_smoothing: 0.0,
-            target: None,
-            micro_batch_size: None,
-            ghost_batch_size: None,
-            track_noise_scale: false,
-            divergence_factor: default_divergence_factor(),
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Optimizer steps per epoch: partial last batches are dropped.
-    pub fn steps_per_epoch(&self, train_len: usize) -> u64 {
-        (train_len / self.batch_size.max(1)) as u64
-    }
-
-    /// The batch statistics the model's batch-norm layers must use.
-    pub fn norm(&self) -> Norm {
-        match self.ghost_batch_size {
-            None => Norm::Batch,
-            Some(virtual_batch_size) => Norm::Ghost { virtual_batch_size },
-        }
-    }
-
-    /// The number of optimizer steps the budget allows.
-    pub fn total_steps(&self, train_len: usize) -> u64 {
-        match self.budget {
-            Budget::Steps(n) => n,
-            Budget::Epochs(n) => n * self.steps_per_epoch(train_len),
-        }
-    }
-
-    /// Checks the configuration against the training set size.
-    ///
-    /// # Errors
-    /// [`Error::Config`] saying which value is out of range.
-    pub fn validate(&self, train_len: usize) -> Result<()> {
-        let bad = |msg: String| Err(Error::Config(msg));
-        if self.batch_size == 0 || self.batch_size > train_len {
-            return bad(format!(
-                "batch size {} must be between 1 and the {train_len} training examples",
-                self.batch_size
-            ));
-        }
-        if self.eval_every_steps == 0 || self.eval_batch_size == 0 {
-            return bad("eval_every_steps and eval_batch_size must be positive".into());
-        }
-        if matches!(self.budget, Budget::Steps(0) | Budget::Epochs(0)) {
-            return bad("the budget must be positive".into());
-        }
-        if self.micro_batch_size == Some(0) || self.ghost_batch_size == Some(0) {
-            return bad("micro_batch_size and ghost_batch_size must be positive".into());
-        }
-        if self.track_noise_scale
-            && self
-                .micro_batch_size
-                .is_none_or(|m| m * 2 > self.batch_size)
-        {
-            return bad(format!(
-                "noise-scale tracking needs at least two micro-batches per step (batch {}, micro-batch {:?})",
-                self.batch_size, self.micro_batch_size
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.label_smoothing) {
-            return bad(format!(
-                "label_smoothing {} must be in [0, 1]",
-                self.label_smoothing
-            ));
-        }
-        if self.divergence_factor.is_nan() || self.divergence_factor <= 1.0 {
-            return bad(format!(
-                "divergence_factor {} must exceed 1",
-                self.divergence_factor
-            ));
-        }
-        Ok(())
+/// The batch statistics a model's batch-norm layers must use for `cfg`:
+/// ghost batch norm with `cfg.ghost_batch_size`, else the whole (micro-)batch.
+pub fn batch_norm(cfg: &TrainConfig) -> Norm {
+    match cfg.ghost_batch_size {
+        None => Norm::Batch,
+        Some(virtual_batch_size) => Norm::Ghost { virtual_batch_size },
     }
 }
 
@@ -380,7 +108,7 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// without batch norm). With `cfg.ghost_batch_size` the model's batch-norm
 /// layers normalise each group of that many examples alone (ghost batch norm,
 /// Hoffer et al. 2017), independent of the micro-batch size; the model must be
-/// built with [`TrainConfig::norm`]. The loss is [`bigbatch_optim::softmax_cross_entropy`]
+/// built with [`batch_norm`]. The loss is [`bigbatch_optim::softmax_cross_entropy`]
 /// with `cfg.label_smoothing`. A non-finite loss, or one above
 /// `cfg.divergence_factor` times the first, ends the run with
 /// [`Status::Diverged`] rather than an error. With `cfg.target`, the run stops
@@ -389,7 +117,7 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, or a model whose batch
-/// norm is not `cfg.norm()`; tensor errors otherwise.
+/// norm is not [`batch_norm`]`(cfg)`; tensor errors otherwise.
 pub fn train(
     model: &Model,
     data: &Data,
@@ -418,12 +146,12 @@ pub fn train_resumable(
     observer: &mut dyn Observer,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<Outcome> {
-    cfg.validate(data.train.len())?;
+    cfg.validate_for(data.train.len())?;
     match model.batch_norm {
-        Some(norm) if norm != cfg.norm() => {
+        Some(norm) if norm != batch_norm(cfg) => {
             return Err(Error::Config(format!(
-                "the model's batch norm is {norm:?} but the configuration asks for {:?}; build it with TrainConfig::norm()",
-                cfg.norm()
+                "the model's batch norm is {norm:?} but the configuration asks for {:?}; build it with batch_norm(cfg)",
+                batch_norm(cfg)
             )));
         }
         None if cfg.ghost_batch_size.is_some() => {
@@ -439,10 +167,11 @@ pub fn train_resumable(
         ));
     }
     let start = Instant::now();
-    let params = Params::new(model.vars.vars());
+    let params = model.params();
     let steps_per_epoch = cfg.steps_per_epoch(data.train.len());
     let total_steps = cfg.total_steps(data.train.len());
-    let mut optimizer = cfg.optimizer.build(&cfg.schedule, total_steps, &params)?;
+    let horizon = cfg.horizon(data.train.len());
+    let mut optimizer = cfg.optimizer.build(&params, &cfg.schedule, &horizon)?;
     let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
     if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
         state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;

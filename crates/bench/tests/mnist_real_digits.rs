@@ -7,9 +7,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bigbatch_bench::{Budget, OptimizerConfig, Status, TrainConfig, WorkloadKind, train};
+use bigbatch_bench::{
+    Budget, OptimizerSpec, Status, TrainConfig, WorkloadExt, WorkloadKind, train,
+};
 use bigbatch_data::{Split, mnist};
 use bigbatch_models::Norm;
+use bigbatch_spec::Method;
 use candle_core::Device;
 
 /// The CSV's path, or `None` to skip outside CI (where `.ci/run` provides it).
@@ -56,10 +59,7 @@ fn lenet5_learns_real_mnist_digits() -> Result<()> {
     let mut cfg = TrainConfig::new(
         32,
         Budget::Epochs(10),
-        OptimizerConfig::Momentum {
-            learning_rate: 0.01,
-            momentum: 0.9,
-        },
+        OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.01),
     );
     cfg.eval_every_steps = 250;
     cfg.eval_batch_size = 500;

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bigbatch_bench::{
-    Budget, Checkpointing, DatasetName, Error, EvalPoint, LogRange, LrSchedule, Metric, Model,
-    Observer, OptimizerConfig, SearchSpace, Status, StepBudget, SweepPlan, Target, TrainConfig,
-    Workload, WorkloadKind, train, train_resumable,
+    Budget, Checkpointing, Error, EvalPoint, Metric, Model, Observer, OptimizerSpec, Status,
+    StepBudget, SweepPlan, Target, TrainConfig, WorkloadExt, WorkloadKind, batch_norm, train,
+    train_resumable,
 };
 use bigbatch_data::vision::cifar;
 use bigbatch_data::{ImageClassification, ImageShape, Split, mnist};
 use bigbatch_models::Norm;
 use bigbatch_optim::{Accumulator, Params};
+use bigbatch_spec::{
+    DatasetName, Decay, Dimension, Length, Method, Param, ScheduleSpec, SearchSpace, Workload,
+};
 use candle_core::Device;
 
 /// A tiny valid MNIST-format dataset (raw IDX) in `dir/mnist`.
@@ -106,9 +109,7 @@ fn training_stops_at_the_target_and_records_it() -> Result<()> {
     let mut cfg = TrainConfig::new(
         4,
         Budget::Steps(6),
-        OptimizerConfig::Sgd {
-            learning_rate: 0.01,
-        },
+        OptimizerSpec::new(Method::Sgd).with_learning_rate(0.01),
     );
     cfg.eval_every_steps = 2;
     // Accuracy ≥ 0 holds at the first evaluation.
@@ -133,10 +134,7 @@ fn a_huge_learning_rate_is_recorded_as_diverged() -> Result<()> {
     let mut cfg = TrainConfig::new(
         4,
         Budget::Steps(20),
-        OptimizerConfig::Momentum {
-            learning_rate: 1e6,
-            momentum: 0.9,
-        },
+        OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(1e6),
     );
     cfg.eval_every_steps = 10;
     let out = train(&model, &data, &cfg, &device, &mut ())?;
@@ -193,7 +191,7 @@ fn accumulating_micro_batches_equals_the_big_batch() -> Result<()> {
         let mut cfg = TrainConfig::new(
             12,
             Budget::Steps(2),
-            OptimizerConfig::Sgd { learning_rate: 0.1 },
+            OptimizerSpec::new(Method::Sgd).with_learning_rate(0.1),
         );
         cfg.micro_batch_size = micro;
         train(&model, &data, &cfg, &device, &mut ())?;
@@ -218,9 +216,7 @@ fn noise_scale_is_tracked_from_micro_batches() -> Result<()> {
     let mut cfg = TrainConfig::new(
         8,
         Budget::Steps(2),
-        OptimizerConfig::Sgd {
-            learning_rate: 0.01,
-        },
+        OptimizerSpec::new(Method::Sgd).with_learning_rate(0.01),
     );
     cfg.micro_batch_size = Some(4);
     cfg.track_noise_scale = true;
@@ -255,13 +251,11 @@ fn every_workload_loads_its_dataset_and_trains() -> Result<()> {
         let mut cfg = TrainConfig::new(
             8,
             Budget::Steps(2),
-            OptimizerConfig::Sgd {
-                learning_rate: 0.01,
-            },
+            OptimizerSpec::new(Method::Sgd).with_learning_rate(0.01),
         );
         cfg.target = Some(workload.target);
         cfg.ghost_batch_size = kind.has_batch_norm().then_some(4);
-        let model = kind.build_model(0, cfg.norm(), &device)?;
+        let model = kind.build_model(0, batch_norm(&cfg), &device)?;
         assert_eq!(
             model.batch_norm.is_some(),
             kind.has_batch_norm(),
@@ -337,15 +331,12 @@ fn ghost_batch_norm_is_chosen_in_the_config_and_behaves_as_defined() -> Result<(
         let mut cfg = TrainConfig::new(
             8,
             Budget::Steps(2),
-            OptimizerConfig::Momentum {
-                learning_rate: 0.02,
-                momentum: 0.9,
-            },
+            OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.02),
         );
         cfg.eval_every_steps = 1;
         cfg.ghost_batch_size = ghost;
         cfg.micro_batch_size = micro;
-        let model = workload.build_model(2, cfg.norm(), &device)?;
+        let model = workload.build_model(2, batch_norm(&cfg), &device)?;
         let out = train(&model, &data, &cfg, &device, &mut ())?;
         Ok((out.curve, parameters(&model)?))
     };
@@ -371,14 +362,14 @@ fn ghost_batch_norm_is_chosen_in_the_config_and_behaves_as_defined() -> Result<(
     let mut cfg = TrainConfig::new(
         8,
         Budget::Steps(1),
-        OptimizerConfig::Sgd { learning_rate: 0.1 },
+        OptimizerSpec::new(Method::Sgd).with_learning_rate(0.1),
     );
     cfg.ghost_batch_size = Some(4);
     let plain = workload.build_model(2, Norm::Batch, &device)?;
     let err = train(&plain, &data, &cfg, &device, &mut ()).expect_err("mismatched batch norm");
     assert!(matches!(err, Error::Config(_)), "{err}");
     assert!(matches!(
-        WorkloadKind::MnistLenet5.build_model(0, cfg.norm(), &device),
+        WorkloadKind::MnistLenet5.build_model(0, batch_norm(&cfg), &device),
         Err(Error::Config(_))
     ));
     Ok(())
@@ -394,19 +385,19 @@ fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<(
     let mut cfg = TrainConfig::new(
         8,
         Budget::Steps(7),
-        OptimizerConfig::Momentum {
-            learning_rate: 0.05,
-            momentum: 0.9,
-        },
+        OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.05),
     );
     cfg.eval_every_steps = 2;
     cfg.micro_batch_size = Some(4);
     cfg.track_noise_scale = true;
     cfg.label_smoothing = 0.1;
-    cfg.schedule = LrSchedule::LinearDecay {
-        final_fraction: 0.1,
-        decay_fraction: 1.0,
-    };
+    cfg.schedule = ScheduleSpec::new(
+        None,
+        Decay::Linear {
+            final_fraction: 0.1,
+            length: Some(Length::Fraction(1.0)),
+        },
+    );
     let straight_model = WorkloadKind::MnistLenet5.build_model(5, Norm::Batch, &device)?;
     let straight = train(&straight_model, &data, &cfg, &device, &mut ())?;
     assert_eq!(straight.noise_scale.len(), 7);
@@ -447,16 +438,14 @@ fn tiny_plan() -> SweepPlan {
         workload: WorkloadKind::MnistLenet5,
         batch_sizes: vec![2, 4, 8, 64],
         trials_per_batch_size: 2,
-        search_space: SearchSpace {
-            learning_rate: LogRange {
-                low: 1e-3,
-                high: 1e-1,
-            },
-            one_minus_momentum: LogRange {
-                low: 0.05,
-                high: 0.5,
-            },
-            linear_decay: None,
+        optimizer: OptimizerSpec::default(),
+        schedule: ScheduleSpec::default(),
+        label_smoothing: 0.0,
+        search: SearchSpace {
+            dimensions: vec![
+                Dimension::log(Param::LearningRate, 1e-3, 1e-1),
+                Dimension::log(Param::OneMinusMomentum, 0.05, 0.5),
+            ],
         },
         search_seed: 1,
         seed: 0,
@@ -552,7 +541,7 @@ fn a_killed_sweep_resumes_without_losing_or_rerunning_finished_trials() -> Resul
         serde_json::from_slice(&std::fs::read(dir.path().join("sweep/summary.json"))?)?;
     assert_eq!(summary["trials_planned"], 6);
     assert_eq!(summary["batch_sizes"].as_array().map(Vec::len), Some(3));
-    assert!(summary["plan"]["search_space"]["learning_rate"]["low"].is_number());
+    assert!(summary["plan"]["search"]["dimensions"][0]["low"].is_number());
 
     // Finished trials leave no checkpoint behind.
     let leftover = std::fs::read_dir(dir.path().join("sweep/checkpoints"))

@@ -8,7 +8,6 @@ use crate::{Metric, Target};
 /// A dataset, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum DatasetName {
     /// MNIST handwritten digits (LeCun et al. 1998).
     Mnist,
@@ -21,7 +20,6 @@ pub enum DatasetName {
 /// A model family, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum Architecture {
     /// LeNet-5 (LeCun et al. 1998).
     Lenet5,
@@ -43,7 +41,6 @@ impl Architecture {
 /// The training loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum Loss {
     /// Softmax cross-entropy on class labels.
     CrossEntropy,

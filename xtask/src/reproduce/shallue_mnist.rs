@@ -13,16 +13,19 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use bigbatch_spec::{
+    Dimension, Method, Metric, OptimizerSpec, Param, ScheduleSpec, SearchSpace, StepBudget,
+    SweepPlan, Target, WorkloadKind,
+};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{Emit, Profile, ReproduceArgs};
 use crate::fetch::{self, DatasetName};
 use crate::report::{self, Chart, Series, markdown_table};
 use crate::runner;
 
-/// The sweep plan of a profile, as the bench binary's `SweepPlan` JSON.
-fn plan(profile: Profile, train_len: usize, seed: u64) -> serde_json::Value {
+/// The sweep plan of a profile: the very type the bench binary reads.
+fn plan(profile: Profile, train_len: usize, seed: u64) -> SweepPlan {
     // The smoke profile on a few thousand digits (CI's 5,000) stops at batch
     // 1024: enough to pass the critical batch size (a few hundred here) and
     // see the steps flatten, cheap enough for minutes on two cores.
@@ -47,38 +50,48 @@ fn plan(profile: Profile, train_len: usize, seed: u64) -> serde_json::Value {
         Profile::Smoke => ((1e-2, 0.5), (0.03, 0.3)),
         Profile::Paper => ((1e-3, 1.0), (1e-2, 0.5)),
     };
-    // Paper-scale trials run for hours: a killed one resumes from its last
-    // checkpoint instead of starting over. Smoke trials are short.
-    let checkpoint_every = match profile {
-        Profile::Smoke => None,
-        Profile::Paper => Some(1_000),
-    };
-    let mut plan = json!({
-        "workload": "mnist-lenet5",
-        "batch_sizes": batch_sizes,
-        "trials_per_batch_size": trials,
-        "search_space": {
-            "learning_rate": {"low": lr.0, "high": lr.1},
-            "one_minus_momentum": {"low": one_minus_momentum.0, "high": one_minus_momentum.1},
+    SweepPlan {
+        workload: WorkloadKind::MnistLenet5,
+        batch_sizes,
+        trials_per_batch_size: trials,
+        optimizer: OptimizerSpec::new(Method::Momentum { momentum: 0.9 }),
+        schedule: ScheduleSpec::default(),
+        label_smoothing: 0.0,
+        search: SearchSpace {
+            dimensions: vec![
+                Dimension::log(Param::LearningRate, lr.0, lr.1),
+                Dimension::log(
+                    Param::OneMinusMomentum,
+                    one_minus_momentum.0,
+                    one_minus_momentum.1,
+                ),
+            ],
         },
-        "search_seed": seed,
-        "seed": seed,
-        "budget": {"examples": examples, "min_steps": min_steps, "max_steps": max_steps},
-        "target": {"metric": "test-accuracy", "threshold": threshold},
-        "evals_per_trial": evals,
-        "eval_batch_size": 1000,
-        "micro_batch_size": 1024,
-    });
-    if let Some(every) = checkpoint_every {
-        plan["checkpoint_every_steps"] = json!(every);
+        search_seed: seed,
+        seed,
+        budget: StepBudget {
+            examples,
+            min_steps,
+            max_steps,
+        },
+        target: Target {
+            metric: Metric::TestAccuracy,
+            threshold,
+        },
+        evals_per_trial: evals,
+        eval_batch_size: 1000,
+        micro_batch_size: Some(1024),
+        ghost_batch_size: None,
+        // Paper-scale trials run for hours: a killed one resumes from its
+        // last checkpoint instead of starting over. Smoke trials are short.
+        checkpoint_every_steps: (profile == Profile::Paper).then_some(1_000),
     }
-    plan
 }
 
 /// The parts of `summary.json` the report uses (see `bigbatch_bench::SweepSummary`).
 #[derive(Debug, Deserialize)]
 struct Summary {
-    plan: serde_json::Value,
+    plan: SweepPlan,
     trials_planned: usize,
     batch_sizes: Vec<BatchSize>,
     pareto: Option<Pareto>,
@@ -98,7 +111,7 @@ struct BatchSize {
 struct Best {
     steps: u64,
     examples: u64,
-    optimizer: serde_json::Value,
+    optimizer: OptimizerSpec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +156,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         Profile::Paper => "plan-paper.json",
     });
     let plan = plan(args.profile, train_len, args.seed);
+    plan.trials(train_len)
+        .context("the profile's sweep plan is invalid")?;
     report::write_atomic(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
     let bin = runner::build_bench(&args.features)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -211,10 +226,11 @@ pub fn render(out: &Path) -> Result<()> {
             points,
         });
     }
-    let threshold = summary.plan["target"]["threshold"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let metric = summary.plan["target"]["metric"].as_str().unwrap_or("?");
+    let threshold = summary.plan.target.threshold;
+    let metric = match summary.plan.target.metric {
+        Metric::TestAccuracy => "test-accuracy",
+        Metric::TestError => "test-error",
+    };
     report::log_log_chart(
         &out.join("steps.svg"),
         &Chart {
@@ -232,14 +248,13 @@ pub fn render(out: &Path) -> Result<()> {
                 Some(best) => (
                     best.steps.to_string(),
                     best.examples.to_string(),
-                    format!(
-                        "{:.4}",
-                        best.optimizer["learning_rate"].as_f64().unwrap_or(f64::NAN)
-                    ),
-                    format!(
-                        "{:.4}",
-                        best.optimizer["momentum"].as_f64().unwrap_or(f64::NAN)
-                    ),
+                    format!("{:.4}", best.optimizer.learning_rate),
+                    match best.optimizer.method {
+                        Method::Momentum { momentum } | Method::Nesterov { momentum } => {
+                            format!("{momentum:.4}")
+                        }
+                        _ => "—".into(),
+                    },
                 ),
                 None => ("—".into(), "—".into(), "—".into(), "—".into()),
             };
@@ -325,6 +340,7 @@ pub fn render(out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// A sweep summary as `bigbatch sweep` writes it: best steps on the curve
     /// `S = S_min + E_min/B` with `S_min = 50`, `E_min = 6400` (B_crit = 128),

@@ -2,6 +2,10 @@
 //!
 //! ```text
 //! bigbatch train --workload mnist-lenet5 --data-dir data --out run/results.json
+//! bigbatch train --config configs/you2020-lamb.toml --out run/results.json
+//! bigbatch train --optimizer lamb --lr 0.01 --weight-decay 0.01 \
+//!     --trust-ratio-bounds 0.01,10 --warmup-epochs 5 --schedule poly:2 --out run/results.json
+//! bigbatch optimizers
 //! bigbatch sweep --plan plan.json --dir sweeps/x --data-dir data --jobs 2
 //! bigbatch sweep --plan plan.json --dir sweeps/x --data-dir data --emit slurm
 //! bigbatch trial --spec sweeps/x/trials/ID.json --out sweeps/x/results/ID.json
@@ -12,10 +16,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
-    Budget, Checkpointing, EvalPoint, LrSchedule, Metric, Observer, OptimizerConfig, Provenance,
-    RunRecord, SweepDir, SweepPlan, Target, TrainConfig, TrialSpec, WorkloadKind, device_label,
-    read_json, run_sweep, run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
+    Budget, Checkpointing, EvalPoint, Metric, Observer, Provenance, RunRecord, RunSpec, SweepDir,
+    SweepPlan, Target, WorkloadExt, WorkloadKind, batch_norm, device_label, read_json, run_sweep,
+    run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
 };
+use bigbatch_spec::{Decay, Length, Method, OptimizerSpec, TrustRatioSpec, Value};
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,13 +41,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one model and write its record (curve, provenance) as JSON.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Run one trial spec of a sweep and write its result atomically.
     Trial(TrialArgs),
     /// Run (or resume) a sweep: every unfinished trial as its own process.
     Sweep(SweepArgs),
     /// List every model of `bigbatch-models` with its parameter count.
     Models,
+    /// List every optimizer and schedule with its hyperparameters and defaults.
+    Optimizers,
 }
 
 #[derive(clap::Args)]
@@ -157,59 +164,46 @@ struct SweepArgs {
     emit: Option<Emit>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum OptimizerName {
-    Sgd,
-    Momentum,
-    Nesterov,
-}
-
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// What to train.
-    #[arg(long, value_enum, default_value = "mnist-lenet5")]
-    workload: WorkloadKind,
+    /// A run spec (TOML or JSON: `workload` and a `[train]` table); the
+    /// flags below override what it says.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// What to train (default: the config's, else mnist-lenet5).
+    #[arg(long, value_parser = parse_workload)]
+    workload: Option<WorkloadKind>,
     /// Directory holding the datasets (`<dir>/mnist/…`, `<dir>/cifar-10/…`).
     #[arg(long, env = "BIGBATCH_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Where to write the run record.
     #[arg(long)]
     out: PathBuf,
-    /// Examples per step.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Passes over the training set (exclusive with --steps).
+    /// Examples per step (default 128).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Passes over the training set (exclusive with --steps; default 10).
     #[arg(long, conflicts_with = "steps")]
     epochs: Option<u64>,
-    /// Optimizer steps (default: 10 epochs).
+    /// Optimizer steps.
     #[arg(long)]
     steps: Option<u64>,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value = "momentum")]
-    optimizer: OptimizerName,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
-    learning_rate: f64,
-    /// Momentum coefficient (momentum and nesterov).
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// Decay the learning rate linearly to this fraction of itself (Shallue et al. 2019).
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Label smoothing of the cross-entropy, in [0, 1).
     #[arg(long)]
-    lr_decay_to: Option<f64>,
-    /// Fraction of the run over which the learning rate decays.
-    #[arg(long, default_value_t = 1.0, requires = "lr_decay_to")]
-    lr_decay_fraction: f64,
-    /// Label smoothing of the cross-entropy.
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f64,
-    /// Stop at the first evaluation with at least this test accuracy.
+    label_smoothing: Option<f64>,
+    /// Stop at the first evaluation with at least this test accuracy, a
+    /// fraction in [0, 1] (0.99, not 99).
     #[arg(long)]
     target_accuracy: Option<f64>,
     /// Accumulate gradients over micro-batches of at most this many examples.
     #[arg(long)]
     micro_batch_size: Option<usize>,
     /// Track the gradient noise scale B_simple from the micro-batches.
-    #[arg(long, requires = "micro_batch_size")]
+    #[arg(long)]
     track_noise_scale: bool,
     /// Ghost batch norm: normalise each group of this many examples alone
     /// (workloads with batch norm only).
@@ -217,15 +211,15 @@ struct TrainArgs {
     ghost_batch_size: Option<usize>,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
-    /// Seed of initialisation and data order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Evaluate every this many steps (default: once per epoch).
+    /// Seed of initialisation and data order (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate every this many steps (default: the config's, else once per epoch).
     #[arg(long)]
     eval_every_steps: Option<u64>,
-    /// Examples per evaluation forward pass.
-    #[arg(long, default_value_t = 1000)]
-    eval_batch_size: usize,
+    /// Examples per evaluation forward pass (default 1000).
+    #[arg(long)]
+    eval_batch_size: Option<usize>,
     /// CPU threads for the tensor engine (default: all cores).
     #[arg(long, env = "BIGBATCH_THREADS")]
     threads: Option<usize>,
@@ -235,6 +229,267 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The optimizer flags: each sets one field of the run's `OptimizerSpec`
+/// (`bigbatch optimizers` lists them all).
+#[derive(clap::Args)]
+struct OptimizerArgs {
+    /// Optimizer: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, lars, lamb.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Peak learning rate (default: the optimizer's).
+    #[arg(long, visible_alias = "lr")]
+    learning_rate: Option<f64>,
+    /// Momentum coefficient (momentum, nesterov, rmsprop, lars).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Any other hyperparameter of the optimizer, as NAME=VALUE (b1=0.9,
+    /// b2=0.98, eps=1e-6, centered=true, …); repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    hyperparameters: Vec<String>,
+    /// Weight decay λ, in the form the optimizer defines (L2 or decoupled).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Exempt biases and normalisation parameters from weight decay and from
+    /// the trust ratio (the large-batch recipes' masks).
+    #[arg(long)]
+    weights_only: bool,
+    /// Add a layer-wise trust ratio to the optimizer (You et al. 2020).
+    #[arg(long)]
+    trust_ratio: bool,
+    /// Bound the trust ratio to [LOW, HIGH] (implies --trust-ratio).
+    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_bounds)]
+    trust_ratio_bounds: Option<[f64; 2]>,
+    /// Clip the gradient to this global norm.
+    #[arg(long)]
+    clip_global_norm: Option<f64>,
+}
+
+/// The schedule flags: each sets one field of the run's `ScheduleSpec`.
+#[derive(clap::Args)]
+struct ScheduleArgs {
+    /// Decay after the warmup: constant, linear[:FINAL], poly:POWER[:FINAL],
+    /// cosine[:FINAL], cyclical:CYCLE_STEPS[:MIN], restarts:PERIOD_STEPS[:MULT]
+    /// (FINAL, MIN: fractions of the peak).
+    #[arg(long, value_parser = parse_decay)]
+    schedule: Option<Decay>,
+    /// Decay over this fraction of the run, then hold (linear, poly, cosine).
+    #[arg(long)]
+    decay_fraction: Option<f64>,
+    /// Linear warmup from 0 over this many epochs.
+    #[arg(long, conflicts_with = "warmup_steps")]
+    warmup_epochs: Option<f64>,
+    /// Linear warmup from 0 over this many steps.
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+}
+
+fn parse_workload(s: &str) -> Result<WorkloadKind> {
+    Ok(s.parse()?)
+}
+
+fn parse_bounds(s: &str) -> Result<[f64; 2]> {
+    let (lo, hi) = s
+        .split_once(',')
+        .context("expected LOW,HIGH, e.g. 0.01,10")?;
+    Ok([lo.trim().parse()?, hi.trim().parse()?])
+}
+
+/// `kind[:a[:b]]` into a [`Decay`].
+fn parse_decay(s: &str) -> Result<Decay> {
+    let mut parts = s.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let args: Vec<f64> = parts
+        .map(|p| {
+            p.parse::<f64>()
+                .with_context(|| format!("`{p}` in `{s}` is not a number"))
+        })
+        .collect::<Result<_>>()?;
+    let arg = |i: usize, default: Option<f64>| {
+        args.get(i)
+            .copied()
+            .or(default)
+            .with_context(|| format!("`{s}`: {kind} needs a value after `:`"))
+    };
+    let steps = |x: f64| Length::Steps(x as u64);
+    Ok(match kind {
+        "constant" => Decay::Constant,
+        "linear" => Decay::Linear {
+            final_fraction: arg(0, Some(0.0))?,
+            length: None,
+        },
+        "poly" | "polynomial" => Decay::Polynomial {
+            power: arg(0, None)?,
+            final_fraction: arg(1, Some(0.0))?,
+            length: None,
+        },
+        "cosine" => Decay::Cosine {
+            final_fraction: arg(0, Some(0.0))?,
+            length: None,
+        },
+        "cyclical" => Decay::Cyclical {
+            cycle: steps(arg(0, None)?),
+            min_fraction: arg(1, Some(0.0))?,
+        },
+        "restarts" | "cosine-restarts" => Decay::CosineRestarts {
+            first_period: steps(arg(0, None)?),
+            period_mult: arg(1, Some(1.0))? as u64,
+            final_fraction: 0.0,
+        },
+        _ => bail!(
+            "unknown schedule `{kind}`; expected one of: constant, linear, poly, cosine, cyclical, restarts"
+        ),
+    })
+}
+
+/// `NAME=VALUE` into a hyperparameter.
+fn parse_hyperparameter(s: &str) -> Result<(String, Value)> {
+    let (name, value) = s
+        .split_once('=')
+        .with_context(|| format!("`--set {s}`: expected NAME=VALUE"))?;
+    let value = match value.trim() {
+        "true" => Value::Flag(true),
+        "false" => Value::Flag(false),
+        v => Value::Number(
+            v.parse()
+                .with_context(|| format!("`--set {s}`: `{v}` is not a number or true/false"))?,
+        ),
+    };
+    Ok((name.trim().to_owned(), value))
+}
+
+impl OptimizerArgs {
+    /// `base` with these flags applied.
+    fn apply(&self, base: OptimizerSpec) -> Result<OptimizerSpec> {
+        let mut spec = match &self.optimizer {
+            Some(name) if name.as_str() != base.method.name() => OptimizerSpec {
+                weight_decay: base.weight_decay,
+                weight_decay_mask: base.weight_decay_mask,
+                trust_ratio: base.trust_ratio,
+                trust_ratio_mask: base.trust_ratio_mask,
+                clip_global_norm: base.clip_global_norm,
+                ..OptimizerSpec::new(Method::named(name)?)
+            },
+            _ => base,
+        };
+        if let Some(lr) = self.learning_rate {
+            spec.learning_rate = lr;
+        }
+        if let Some(m) = self.momentum {
+            spec.method.set("momentum", Value::Number(m))?;
+        }
+        for h in &self.hyperparameters {
+            let (name, value) = parse_hyperparameter(h)?;
+            spec.method.set(&name, value)?;
+        }
+        if let Some(wd) = self.weight_decay {
+            spec.weight_decay = wd;
+        }
+        if self.weights_only {
+            spec.weight_decay_mask = bigbatch_spec::MaskSpec::weights_only();
+            spec.trust_ratio_mask = bigbatch_spec::MaskSpec::weights_only();
+        }
+        if self.trust_ratio || self.trust_ratio_bounds.is_some() {
+            let t = spec.trust_ratio.get_or_insert_with(TrustRatioSpec::default);
+            if let Some(b) = self.trust_ratio_bounds {
+                t.bounds = Some(b);
+            }
+        }
+        if let Some(c) = self.clip_global_norm {
+            spec.clip_global_norm = Some(c);
+        }
+        Ok(spec)
+    }
+}
+
+impl ScheduleArgs {
+    /// `base` with these flags applied.
+    fn apply(&self, mut base: bigbatch_spec::ScheduleSpec) -> Result<bigbatch_spec::ScheduleSpec> {
+        if let Some(d) = &self.schedule {
+            base.decay = d.clone();
+        }
+        if let Some(f) = self.decay_fraction {
+            let kind = base.decay.name();
+            *base.decay.length_mut().with_context(|| {
+                format!("--decay-fraction needs a linear, poly or cosine schedule, not {kind}")
+            })? = Some(Length::Fraction(f));
+        }
+        if let Some(e) = self.warmup_epochs {
+            base.warmup = Some(Length::Epochs(e));
+        }
+        if let Some(n) = self.warmup_steps {
+            base.warmup = Some(Length::Steps(n));
+        }
+        Ok(base)
+    }
+}
+
+impl TrainArgs {
+    /// The run: the config file (if any) with every given flag applied.
+    fn spec(&self) -> Result<RunSpec> {
+        let mut spec = match &self.config {
+            Some(path) => read_spec(path)?,
+            None => RunSpec {
+                workload: WorkloadKind::MnistLenet5,
+                train: Default::default(),
+                search_index: None,
+            },
+        };
+        if let Some(w) = self.workload {
+            spec.workload = w;
+        }
+        let t = &mut spec.train;
+        if let Some(b) = self.batch_size {
+            t.batch_size = b;
+        }
+        match (self.steps, self.epochs) {
+            (Some(steps), _) => t.budget = Budget::Steps(steps),
+            (None, Some(epochs)) => t.budget = Budget::Epochs(epochs),
+            (None, None) => {}
+        }
+        t.optimizer = self.optimizer.apply(t.optimizer.clone())?;
+        t.schedule = self.schedule.apply(t.schedule.clone())?;
+        if let Some(seed) = self.seed {
+            t.seed = seed;
+        }
+        if let Some(ls) = self.label_smoothing {
+            t.label_smoothing = ls;
+        }
+        if let Some(b) = self.eval_batch_size {
+            t.eval_batch_size = b;
+        }
+        if let Some(threshold) = self.target_accuracy {
+            t.target = Some(Target {
+                metric: Metric::TestAccuracy,
+                threshold,
+            });
+        }
+        if self.micro_batch_size.is_some() {
+            t.micro_batch_size = self.micro_batch_size;
+        }
+        if self.ghost_batch_size.is_some() {
+            t.ghost_batch_size = self.ghost_batch_size;
+        }
+        t.track_noise_scale |= self.track_noise_scale;
+        if let Some(e) = self.eval_every_steps {
+            t.eval_every_steps = e;
+        }
+        Ok(spec)
+    }
+}
+
+/// Reads a [`RunSpec`] from TOML (or JSON, by extension), naming the file
+/// and the key at fault.
+fn read_spec(path: &std::path::Path) -> Result<RunSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let spec = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(anyhow::Error::from)
+    } else {
+        toml::from_str(&text).map_err(anyhow::Error::from)
+    };
+    spec.with_context(|| format!("config {}", path.display()))
 }
 
 fn main() -> std::process::ExitCode {
@@ -256,7 +511,7 @@ fn run() -> Result<()> {
         Command::Train(a) => a.threads,
         Command::Trial(a) => a.threads,
         Command::Sweep(a) => Some(a.threads),
-        Command::Models => Some(1),
+        Command::Models | Command::Optimizers => Some(1),
     };
     let threads =
         requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -276,6 +531,7 @@ fn run() -> Result<()> {
         Command::Trial(args) => run_one_trial(args, threads),
         Command::Sweep(args) => run_sweep_cmd(args),
         Command::Models => print_models(),
+        Command::Optimizers => print_optimizers(),
     }
 }
 
@@ -285,6 +541,71 @@ fn print_models() -> Result<()> {
     #[allow(clippy::print_stdout)] // the table is this command's output
     {
         print!("{table}");
+    }
+    Ok(())
+}
+
+/// Prints every optimizer and schedule with its hyperparameters and defaults.
+fn print_optimizers() -> Result<()> {
+    use std::fmt::Write;
+    let mut out =
+        String::from("Optimizers (`--optimizer NAME`, or `name = ...` in [train.optimizer]):\n\n");
+    for name in Method::NAMES {
+        let m = Method::named(name)?;
+        writeln!(out, "  {name:<9} {}", m.summary())?;
+        let hyper: Vec<String> = m
+            .hyperparameters()
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        writeln!(
+            out,
+            "            learning_rate = {}",
+            m.default_learning_rate()
+        )?;
+        if !hyper.is_empty() {
+            writeln!(out, "            {}", hyper.join(", "))?;
+        }
+        writeln!(out, "            weight_decay: {}", m.weight_decay_form())?;
+    }
+    out.push_str(
+        "\nEvery optimizer also takes: weight_decay (0), weight_decay_mask, trust_ratio\n\
+         ({ bounds = [LOW, HIGH], eps }: layer-wise, You et al. 2020), trust_ratio_mask,\n\
+         clip_global_norm. Masks: { exclude_kinds = [\"bias\", \"norm-scale\", \"norm-shift\",\n\
+         \"embedding\"], exclude_names = [\"fc*.bias\"] }.\n\n\
+         Schedules (`--schedule`, or [train.schedule]): warmup = { steps | epochs | fraction = X },\n\
+         then decay = { kind = ... }:\n",
+    );
+    let schedules = [
+        ("constant", "the peak throughout"),
+        (
+            "linear",
+            "to final_fraction (0) over length (rest of run); Shallue et al. 2019",
+        ),
+        (
+            "polynomial",
+            "power p, to final_fraction (0) over length; You et al. 2020",
+        ),
+        ("cosine", "half cosine to final_fraction (0) over length"),
+        (
+            "piecewise",
+            "values (fractions of the peak) between boundaries; Goyal et al. 2017",
+        ),
+        (
+            "cyclical",
+            "triangular between min_fraction and the peak, period cycle; Smith 2017",
+        ),
+        (
+            "cosine-restarts",
+            "SGDR: cosine to final_fraction, periods first_period·period_mult^k",
+        ),
+    ];
+    for (kind, what) in schedules {
+        writeln!(out, "  {kind:<16} {what}")?;
+    }
+    #[allow(clippy::print_stdout)] // the list is this command's output
+    {
+        print!("{out}");
     }
     Ok(())
 }
@@ -299,7 +620,7 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
             std::process::exit(137);
         });
     }
-    let spec: TrialSpec = read_json(&args.spec)?;
+    let spec: RunSpec = read_json(&args.spec)?;
     let id = spec.id();
     if let Some(log) = &args.attempts_log {
         let dir = SweepDir::new(log.parent().unwrap_or(std::path::Path::new(".")));
@@ -322,7 +643,7 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
     args.checkpoint.remove()?;
     tracing::info!(
         trial = id,
-        batch_size = spec.config.batch_size,
+        batch_size = spec.train.batch_size,
         status = ?result.record.status,
         steps_to_target = ?result.record.steps_to_target,
         "trial done"
@@ -334,7 +655,7 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
     let plan: SweepPlan = read_json(&args.plan)?;
     let data = plan.workload.load_data(&args.data_dir).with_context(|| {
         format!(
-            "loading {:?} data from {}",
+            "loading {} data from {}",
             plan.workload,
             args.data_dir.display()
         )
@@ -402,59 +723,27 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
+    let RunSpec {
+        workload,
+        train: mut config,
+        ..
+    } = args.spec()?;
+    config.validate()?;
     let device = args.device.open()?;
-    let data = args.workload.load_data(&args.data_dir).with_context(|| {
-        format!(
-            "loading {:?} data from {}",
-            args.workload,
-            args.data_dir.display()
-        )
-    })?;
-    let optimizer = match args.optimizer {
-        OptimizerName::Sgd => OptimizerConfig::Sgd {
-            learning_rate: args.learning_rate,
-        },
-        OptimizerName::Momentum => OptimizerConfig::Momentum {
-            learning_rate: args.learning_rate,
-            momentum: args.momentum,
-        },
-        OptimizerName::Nesterov => OptimizerConfig::Nesterov {
-            learning_rate: args.learning_rate,
-            momentum: args.momentum,
-        },
-    };
-    let budget = match (args.steps, args.epochs) {
-        (Some(steps), _) => Budget::Steps(steps),
-        (None, epochs) => Budget::Epochs(epochs.unwrap_or(10)),
-    };
-    let mut config = TrainConfig::new(args.batch_size, budget, optimizer);
-    config.seed = args.seed;
-    if let Some(final_fraction) = args.lr_decay_to {
-        config.schedule = LrSchedule::LinearDecay {
-            final_fraction,
-            decay_fraction: args.lr_decay_fraction,
-        };
+    let data = workload
+        .load_data(&args.data_dir)
+        .with_context(|| format!("loading {workload} data from {}", args.data_dir.display()))?;
+    if args.eval_every_steps.is_none() && args.config.is_none() {
+        config.eval_every_steps = config.steps_per_epoch(data.train.len()).max(1);
     }
-    config.label_smoothing = args.label_smoothing;
-    config.target = args.target_accuracy.map(|threshold| Target {
-        metric: Metric::TestAccuracy,
-        threshold,
-    });
-    config.micro_batch_size = args.micro_batch_size;
-    config.track_noise_scale = args.track_noise_scale;
-    config.ghost_batch_size = args.ghost_batch_size;
-    config.eval_batch_size = args.eval_batch_size;
-    config.eval_every_steps = args
-        .eval_every_steps
-        .unwrap_or_else(|| config.steps_per_epoch(data.train.len()).max(1));
-    let model = args
-        .workload
-        .build_model(args.seed, config.norm(), &device)?;
+    config.validate_for(data.train.len())?;
+    let model = workload.build_model(config.seed, batch_norm(&config), &device)?;
     tracing::info!(
-        workload = ?args.workload,
+        workload = %workload,
         train = data.train.len(),
         test = data.test.len(),
         parameters = model.vars.elem_count(),
+        optimizer = config.optimizer.method.name(),
         threads,
         device = device_label(&device),
         "training"
@@ -470,8 +759,9 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         checkpointing.as_ref(),
     )?;
     bar.bar.finish_and_clear();
-    let provenance = Provenance::collect(args.seed, threads, &device_label(&device), data.digests);
-    let record = RunRecord::new(args.workload, config, provenance, outcome);
+    let provenance =
+        Provenance::collect(config.seed, threads, &device_label(&device), data.digests);
+    let record = RunRecord::new(workload, config, provenance, outcome);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
     match record.final_eval() {
