@@ -45,6 +45,9 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// A record file could not be read or written; the error names the file.
+    #[error(transparent)]
+    Record(#[from] bigbatch_record::Error),
     /// A spec value is out of range or inconsistent; the error names the field.
     #[error(transparent)]
     Spec(#[from] bigbatch_spec::Error),

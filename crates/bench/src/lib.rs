@@ -15,19 +15,17 @@ mod sweep;
 mod train;
 mod workload;
 
+pub use bigbatch_record::{
+    BatchSizeSummary, BestTrial, FileDigest, Provenance, RunRecord, Status, SweepSummary,
+    TrialResult, read_json, write_json_atomic,
+};
 pub use bigbatch_spec::{
     Budget, EvalPoint, Metric, OptimizerSpec, RunSpec, ScheduleSpec, StepBudget, SweepPlan, Target,
     TrainConfig, WorkloadKind,
 };
 pub use error::{Error, Result};
-pub use record::{
-    FileDigest, Provenance, RunRecord, Status, device_label, git_revision, read_json,
-    write_json_atomic,
-};
-pub use sweep::{
-    BatchSizeSummary, BestTrial, SweepDir, SweepProgress, SweepSummary, TrialResult, run_sweep,
-    run_trial, slurm_script, summarize,
-};
+pub use record::{device_label, git_revision, provenance};
+pub use sweep::{SweepDir, SweepProgress, run_sweep, run_trial, slurm_script, summarize};
 pub use train::{
     CANDLE_SPIN_LIMIT, Checkpointing, Observer, Outcome, batch_norm, evaluate, on_pool,
     quiet_candle_pool, train, train_resumable,

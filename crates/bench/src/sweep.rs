@@ -13,27 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use bigbatch_noise::{BootstrapConfig, ParetoBootstrap, ParetoPoint, bootstrap_pareto};
-use candle_core::Device;
-use serde::{Deserialize, Serialize};
-
-use bigbatch_spec::{OptimizerSpec, RunSpec, ScheduleSpec, SweepPlan};
-
-use crate::{
-    Checkpointing, Error, Observer, Provenance, Result, RunRecord, Status, WorkloadExt, batch_norm,
-    read_json, train_resumable, write_json_atomic,
+use bigbatch_noise::{BootstrapConfig, ParetoPoint, bootstrap_pareto};
+use bigbatch_record::{
+    BatchSizeSummary, BestTrial, Schema, Status, SweepSummary, TrialResult, read_json,
+    write_json_atomic,
 };
+use bigbatch_spec::{RunSpec, SweepPlan};
+use candle_core::Device;
 
-/// What a trial's process writes to `results/<id>.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrialResult {
-    /// [`RunSpec::id`].
-    pub id: String,
-    /// The trial.
-    pub spec: RunSpec,
-    /// The run.
-    pub record: RunRecord,
-}
+use crate::{Checkpointing, Error, Observer, Result, WorkloadExt, batch_norm, train_resumable};
 
 /// Runs one trial on `data_dir` and returns its result (the caller writes it),
 /// checkpointing as `checkpointing` says and resuming from its checkpoint if
@@ -54,14 +42,15 @@ pub fn run_trial(
         .workload
         .build_model(spec.train.seed, batch_norm(&spec.train), device)?;
     let outcome = train_resumable(&model, &data, &spec.train, device, observer, checkpointing)?;
-    let provenance = Provenance::collect(
+    let provenance = crate::provenance(
         spec.train.seed,
         threads,
         &crate::device_label(device),
         data.digests,
     );
-    let record = RunRecord::new(spec.workload, spec.train.clone(), provenance, outcome);
+    let record = outcome.into_record(spec.workload, spec.train.clone(), provenance);
     Ok(TrialResult {
+        schema: Schema,
         id: spec.id(),
         spec: spec.clone(),
         record,
@@ -165,7 +154,7 @@ impl SweepDir {
     pub fn results(&self, ids: &[String]) -> Result<Vec<TrialResult>> {
         ids.iter()
             .filter(|id| self.result(id).exists())
-            .map(|id| read_json(&self.result(id)))
+            .map(|id| Ok(read_json(&self.result(id))?))
             .collect()
     }
 }
@@ -271,53 +260,6 @@ pub fn slurm_script(
     )
 }
 
-/// Per batch size: the trials and the best one.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BatchSizeSummary {
-    /// The batch size.
-    pub batch_size: usize,
-    /// Trials with results.
-    pub trials: usize,
-    /// Trials that reached the target.
-    pub reached: usize,
-    /// Trials that diverged.
-    pub diverged: usize,
-    /// The trial with the fewest steps to target, if any reached it.
-    pub best: Option<BestTrial>,
-}
-
-/// The best trial of a batch size.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BestTrial {
-    /// Its id.
-    pub id: String,
-    /// Steps to target `S`.
-    pub steps: u64,
-    /// Examples to target `E = B·S`.
-    pub examples: u64,
-    /// Its optimizer.
-    pub optimizer: OptimizerSpec,
-    /// Its learning-rate schedule.
-    #[serde(default)]
-    pub schedule: ScheduleSpec,
-}
-
-/// A sweep's results: best trial per batch size, and the `S_min`/`E_min`/`B_crit`
-/// fit (McCandlish et al. 2018) when at least three batch sizes reached the target.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SweepSummary {
-    /// The plan, search space included.
-    pub plan: SweepPlan,
-    /// Trials planned.
-    pub trials_planned: usize,
-    /// One entry per batch size, ascending.
-    pub batch_sizes: Vec<BatchSizeSummary>,
-    /// The Pareto fit with 95% bootstrap intervals.
-    pub pareto: Option<ParetoBootstrap>,
-    /// Provenance of the first result (seed, revision, data digests).
-    pub provenance: Option<crate::Provenance>,
-}
-
 /// Summarises the results of a sweep.
 ///
 /// # Errors
@@ -380,6 +322,7 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
         None
     };
     Ok(SweepSummary {
+        schema: Schema,
         plan: plan.clone(),
         trials_planned: ids.len(),
         batch_sizes,

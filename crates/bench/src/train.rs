@@ -7,7 +7,8 @@ use bigbatch_data::{Batches, ImageClassification, Normalization};
 use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
 use bigbatch_optim::{Accumulator, BuildOptimizer, Tree};
-use bigbatch_spec::TrainConfig;
+use bigbatch_record::{Provenance, RunRecord, Schema};
+use bigbatch_spec::{TrainConfig, WorkloadKind};
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::checkpoint::{self, LoopState};
@@ -33,6 +34,30 @@ pub trait Observer {
 }
 
 impl Observer for () {}
+
+impl Outcome {
+    /// The record of this run of `workload` with `config`.
+    pub fn into_record(
+        self,
+        workload: WorkloadKind,
+        config: TrainConfig,
+        provenance: Provenance,
+    ) -> RunRecord {
+        let examples_to_target = self.steps_to_target.map(|s| s * config.batch_size as u64);
+        RunRecord {
+            schema: Schema,
+            workload,
+            config,
+            provenance,
+            status: self.status,
+            curve: self.curve,
+            steps_to_target: self.steps_to_target,
+            examples_to_target,
+            noise_scale: self.noise_scale,
+            wall_seconds: self.wall_seconds,
+        }
+    }
+}
 
 /// What [`train`] returns: the curve and how it ended.
 #[derive(Clone, Debug)]

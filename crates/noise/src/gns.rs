@@ -23,34 +23,11 @@
 //! [`NoiseScaleTracker`].
 
 use bigbatch_optim::Tree;
+pub use bigbatch_record::{NoiseScaleEstimate, NoiseScaleStep};
 use serde::{Deserialize, Serialize};
 
 use crate::flat::weighted_sum;
 use crate::{Error, Result};
-
-/// Unbiased estimates of `|G|²` and `tr(Σ)`, and their ratio `B_simple`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    /// The squared norm of the true gradient, `|G|²`.
-    pub g_sq: f64,
-    /// The trace of the per-example gradient covariance, `tr(Σ)`.
-    pub trace_sigma: f64,
-    /// `B_simple = tr(Σ)/|G|²`. Each estimate is unbiased but noisy, so a single
-    /// step's `g_sq` can be near zero or negative and this ratio unusable:
-    /// prefer the smoothed value of [`NoiseScaleTracker`].
-    pub b_simple: f64,
-}
-
-impl Estimate {
-    /// The estimate with `b_simple = trace_sigma / g_sq`.
-    pub fn new(g_sq: f64, trace_sigma: f64) -> Self {
-        Self {
-            g_sq,
-            trace_sigma,
-            b_simple: trace_sigma / g_sq,
-        }
-    }
-}
 
 /// The two-batch-size estimator of McCandlish et al. (2018, Appendix A.1).
 ///
@@ -82,7 +59,7 @@ pub fn two_batch_estimate(
     g_small_sq: f64,
     b_big: f64,
     g_big_sq: f64,
-) -> Result<Estimate> {
+) -> Result<NoiseScaleEstimate> {
     if !(b_small > 0. && b_small < b_big && b_big.is_finite()) {
         return Err(Error::InvalidBatchSizes {
             small: b_small,
@@ -96,7 +73,7 @@ pub fn two_batch_estimate(
     }
     let g_sq = (b_big * g_big_sq - b_small * g_small_sq) / (b_big - b_small);
     let trace_sigma = (g_small_sq - g_big_sq) / (1. / b_small - 1. / b_big);
-    Ok(Estimate::new(g_sq, trace_sigma))
+    Ok(NoiseScaleEstimate::new(g_sq, trace_sigma))
 }
 
 /// The estimator from per-example gradients: the two-batch estimator with
@@ -123,7 +100,10 @@ pub fn two_batch_estimate(
 ///
 /// # Errors
 /// [`Error::TooFewPoints`] for fewer than two examples; [`Error::NonFinite`].
-pub fn per_example_estimate(per_example_sq_norms: &[f64], mean_grad_sq: f64) -> Result<Estimate> {
+pub fn per_example_estimate(
+    per_example_sq_norms: &[f64],
+    mean_grad_sq: f64,
+) -> Result<NoiseScaleEstimate> {
     let n = per_example_sq_norms.len();
     if n < 2 {
         return Err(Error::TooFewPoints {
@@ -158,7 +138,7 @@ pub fn per_example_estimate(per_example_sq_norms: &[f64], mean_grad_sq: f64) -> 
 pub fn micro_batch_estimate_from_norms(
     micro_sq_norms: &[(usize, f64)],
     big_sq_norm: f64,
-) -> Result<Estimate> {
+) -> Result<NoiseScaleEstimate> {
     let k = micro_sq_norms.len();
     if k < 2 {
         return Err(Error::TooFewPoints {
@@ -189,7 +169,7 @@ pub fn micro_batch_estimate_from_norms(
 ///
 /// # Errors
 /// As [`micro_batch_estimate_from_norms`], plus tree and candle errors.
-pub fn micro_batch_estimate(micro_grads: &[(usize, Tree)]) -> Result<Estimate> {
+pub fn micro_batch_estimate(micro_grads: &[(usize, Tree)]) -> Result<NoiseScaleEstimate> {
     let (norms, big_sq) = micro_batch_norms(micro_grads)?;
     micro_batch_estimate_from_norms(&norms, big_sq)
 }
@@ -230,18 +210,6 @@ impl Default for NoiseScaleConfig {
     fn default() -> Self {
         Self { ema_decay: 0.99 }
     }
-}
-
-/// One step of a [`NoiseScaleTracker`]: this step's raw estimate and the
-/// smoothed one.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NoiseScaleStep {
-    /// How many steps have been observed, this one included.
-    pub steps: u64,
-    /// This step's unbiased (and noisy) estimate.
-    pub raw: Estimate,
-    /// Debiased moving averages of `g_sq` and `trace_sigma`, and their ratio.
-    pub smoothed: Estimate,
 }
 
 /// A streaming estimate of `B_simple` that the training loop feeds once per
@@ -339,7 +307,7 @@ impl NoiseScaleTracker {
 
     /// Folds in a raw estimate obtained elsewhere (e.g. [`per_example_estimate`]
     /// or [`two_batch_estimate`] on separately drawn batches).
-    pub fn observe_estimate(&mut self, raw: Estimate) -> NoiseScaleStep {
+    pub fn observe_estimate(&mut self, raw: NoiseScaleEstimate) -> NoiseScaleStep {
         let beta = self.config.ema_decay;
         self.ema_g_sq = beta * self.ema_g_sq + (1. - beta) * raw.g_sq;
         self.ema_trace_sigma = beta * self.ema_trace_sigma + (1. - beta) * raw.trace_sigma;
@@ -349,7 +317,10 @@ impl NoiseScaleTracker {
         let step = NoiseScaleStep {
             steps,
             raw,
-            smoothed: Estimate::new(self.ema_g_sq / debias, self.ema_trace_sigma / debias),
+            smoothed: NoiseScaleEstimate::new(
+                self.ema_g_sq / debias,
+                self.ema_trace_sigma / debias,
+            ),
         };
         self.last = Some(step);
         step
@@ -473,10 +444,10 @@ mod tests {
     #[test]
     fn ema_is_debiased_and_ratio_is_taken_after_smoothing() -> anyhow::Result<()> {
         let mut t = NoiseScaleTracker::new(NoiseScaleConfig { ema_decay: 0.5 })?;
-        let s1 = t.observe_estimate(Estimate::new(2., 10.));
+        let s1 = t.observe_estimate(NoiseScaleEstimate::new(2., 10.));
         // Debiasing makes the first smoothed value the raw one.
         assert!((s1.smoothed.g_sq - 2.).abs() < 1e-12);
-        let s2 = t.observe_estimate(Estimate::new(-1., 20.));
+        let s2 = t.observe_estimate(NoiseScaleEstimate::new(-1., 20.));
         // m₁ = 0.5·2 = 1, m₂ = 0.5·1 + 0.5·(−1) = 0, debiased by 1 − 0.5² = 0.75.
         let g = (0.5 * 1. - 0.5 * 1.) / 0.75;
         let tr = (0.5 * 5. + 0.5 * 20.) / 0.75;
@@ -486,7 +457,7 @@ mod tests {
         // The raw ratio of the second step is negative; the smoothed ratio is
         // the ratio of the smoothed parts, not the mean of ratios.
         assert!(s2.raw.b_simple < 0.);
-        let s3 = t.observe_estimate(Estimate::new(3., 30.));
+        let s3 = t.observe_estimate(NoiseScaleEstimate::new(3., 30.));
         assert_eq!(
             s3.smoothed.b_simple,
             s3.smoothed.trace_sigma / s3.smoothed.g_sq

@@ -41,7 +41,7 @@ pub use boxqn::{BoxConfig, BoxResult, minimize_box};
 pub use error::{Error, Result};
 pub use flat::{flatten, unflatten};
 pub use gns::{
-    Estimate, NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker, micro_batch_estimate,
+    NoiseScaleConfig, NoiseScaleEstimate, NoiseScaleStep, NoiseScaleTracker, micro_batch_estimate,
     micro_batch_estimate_from_norms, per_example_estimate, two_batch_estimate,
 };
 pub use hessian::{

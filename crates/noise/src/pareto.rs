@@ -13,6 +13,7 @@
 //! batch size `B_crit = E_min/S_min` (the point of the hyperbola where both are
 //! twice their minimum). Shallue et al. (2019, JMLR) measure the same curves.
 
+pub use bigbatch_record::{Interval, ParetoBootstrap, ParetoFit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -37,31 +38,6 @@ impl ParetoPoint {
     /// The examples processed, `E = B·S`.
     pub fn examples(&self) -> f64 {
         self.batch_size * self.steps
-    }
-}
-
-/// The least-squares fit of `S(B) = S_min + E_min/B` in log space.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ParetoFit {
-    /// The minimum number of steps (infinite batch), `S_min`.
-    pub s_min: f64,
-    /// The minimum number of examples (batch size → 0), `E_min`.
-    pub e_min: f64,
-    /// The critical batch size `B_crit = E_min/S_min`.
-    pub b_crit: f64,
-    /// The root-mean-square residual `log S_i − log S(B_i)`.
-    pub rms_log_residual: f64,
-    /// False when `B_crit` lies at an edge of the searched range
-    /// (`10⁻⁶·min B … 10⁶·max B`): the runs do not bracket the knee (all in
-    /// perfect scaling, or all saturated) and `S_min` or `E_min` is not
-    /// identified.
-    pub identified: bool,
-}
-
-impl ParetoFit {
-    /// The fitted steps at batch size `b`, `S_min + E_min/b`.
-    pub fn steps_at(&self, b: f64) -> f64 {
-        self.s_min + self.e_min / b
     }
 }
 
@@ -199,38 +175,6 @@ impl Default for BootstrapConfig {
             seed: 0,
         }
     }
-}
-
-/// A closed interval `[lower, upper]`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// The lower end.
-    pub lower: f64,
-    /// The upper end.
-    pub upper: f64,
-}
-
-impl Interval {
-    /// Whether `x` lies in the interval.
-    pub fn contains(&self, x: f64) -> bool {
-        self.lower <= x && x <= self.upper
-    }
-}
-
-/// A [`ParetoFit`] with bootstrap percentile intervals.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ParetoBootstrap {
-    /// The fit to all points.
-    pub fit: ParetoFit,
-    /// The interval for `S_min`.
-    pub s_min: Interval,
-    /// The interval for `E_min`.
-    pub e_min: Interval,
-    /// The interval for `B_crit`.
-    pub b_crit: Interval,
-    /// Resamples used: draws with fewer than two distinct batch sizes cannot be
-    /// fitted and are skipped.
-    pub resamples_used: usize,
 }
 
 /// [`fit_pareto`] with nonparametric bootstrap intervals (Efron 1979): the runs

@@ -22,8 +22,8 @@
 //! method: `se(a/b)/(a/b) ≈ √((se_a/a)² + (se_b/b)²)`.
 
 use bigbatch_noise::{
-    Estimate, FiniteDifferenceHvp, FnOracle, NoiseScaleConfig, NoiseScaleTracker, flatten,
-    hessian_noise_scale, per_example_estimate, unflatten,
+    FiniteDifferenceHvp, FnOracle, NoiseScaleConfig, NoiseScaleEstimate, NoiseScaleTracker,
+    flatten, hessian_noise_scale, per_example_estimate, unflatten,
 };
 use bigbatch_optim::Tree;
 use candle_core::{Device, Tensor};
@@ -163,7 +163,7 @@ fn two_batch_estimator_is_unbiased_and_the_naive_one_is_not() -> anyhow::Result<
     // The smoothed ratio after many steps: an EMA with decay β averages about
     // (1+β)/(1−β) independent steps, so its standard error is the per-step
     // standard deviation times √((1−β)/(1+β)).
-    let last: Estimate = smoothed
+    let last: NoiseScaleEstimate = smoothed
         .last()
         .copied()
         .ok_or_else(|| anyhow::anyhow!("no step"))?;

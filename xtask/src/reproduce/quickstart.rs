@@ -5,12 +5,14 @@
 //! accuracy curves, the table, and the full run record.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use anyhow::{Context, Result};
+use bigbatch_record::{EvalPoint, RunRecord, Status, read_json};
 
 use super::ReproduceArgs;
 use crate::fetch::{self, DatasetName};
-use crate::report::{self, Chart, Series, markdown_table};
+use crate::report::{Axes, Block, Cell, Column, Figure, Report, Section, Series, Table};
 use crate::runner;
 
 /// Steps of batch 128: about 3.2 epochs of full MNIST (≈99% test accuracy).
@@ -56,20 +58,24 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
-/// Renders `report.md`, `loss.svg` and `accuracy.svg` from `results.json` in `out`.
-pub fn render(out: &std::path::Path) -> Result<()> {
-    let record = report::read_record(&out.join("results.json"))?;
+/// Renders `report.md`, `loss.svg`, `accuracy.svg` and `results.json` from
+/// the run record the bench binary wrote to `results.json` in `out`.
+pub fn render(out: &Path) -> Result<()> {
+    let record: RunRecord = read_json(&out.join("results.json"))?;
+    report(&record).write(out, &record)
+}
+
+/// The quickstart's report: the curve as figures and a table, the configuration.
+fn report(record: &RunRecord) -> Report {
     let curve = &record.curve;
-    let points =
-        |f: fn(&report::EvalPoint) -> f64| curve.iter().map(|p| (p.step as f64, f(p))).collect();
-    report::line_chart(
-        &out.join("loss.svg"),
-        &Chart {
-            title: "LeNet-5 on MNIST: loss",
-            x_label: "step",
-            y_label: "cross-entropy",
-        },
-        &[
+    let points = |f: fn(&EvalPoint) -> f64| curve.iter().map(|p| (p.step as f64, f(p))).collect();
+    let loss = Figure {
+        file: "loss.svg".into(),
+        title: "LeNet-5 on MNIST: loss".into(),
+        x_label: "step".into(),
+        y_label: "cross-entropy".into(),
+        axes: Axes::Linear,
+        series: vec![
             Series {
                 name: "train (mean since last eval)".into(),
                 points: points(|p| p.train_loss),
@@ -79,69 +85,149 @@ pub fn render(out: &std::path::Path) -> Result<()> {
                 points: points(|p| p.test_loss),
             },
         ],
-    )?;
-    report::line_chart(
-        &out.join("accuracy.svg"),
-        &Chart {
-            title: "LeNet-5 on MNIST: test accuracy",
-            x_label: "step",
-            y_label: "accuracy (%)",
-        },
-        &[Series {
+    };
+    let accuracy = Figure {
+        file: "accuracy.svg".into(),
+        title: "LeNet-5 on MNIST: test accuracy".into(),
+        x_label: "step".into(),
+        y_label: "accuracy (%)".into(),
+        axes: Axes::Linear,
+        series: vec![Series {
             name: "test accuracy".into(),
             points: points(|p| 100.0 * p.test_accuracy),
         }],
-    )?;
-    let rows: Vec<Vec<String>> = curve
-        .iter()
-        .map(|p| {
-            vec![
-                p.step.to_string(),
-                format!("{:.2}", p.epoch),
-                format!("{:.4}", p.train_loss),
-                format!("{:.4}", p.test_loss),
-                format!("{:.2}%", 100.0 * p.test_accuracy),
-            ]
-        })
-        .collect();
+    };
+    let table = Table {
+        columns: vec![
+            Column::label("step"),
+            Column::label("epoch"),
+            Column::ours("train loss", None),
+            Column::ours("test loss", None),
+            Column::ours("test accuracy", Some("%")),
+        ],
+        rows: curve
+            .iter()
+            .map(|p| {
+                vec![
+                    Cell::text(p.step.to_string()),
+                    Cell::number(p.epoch, 2),
+                    Cell::number(p.train_loss, 4),
+                    Cell::number(p.test_loss, 4),
+                    Cell::number(100.0 * p.test_accuracy, 2),
+                ]
+            })
+            .collect(),
+    };
     let last = curve.last();
-    let prov = &record.provenance;
-    let datasets: String = prov
-        .datasets
-        .iter()
-        .map(|d| format!("- `{}` sha256 `{}`\n", d.file, d.sha256))
-        .collect();
-    let md = format!(
-        "# Quickstart: LeNet-5 on MNIST\n\n\
-         LeNet-5 (LeCun et al. 1998; 61,706 parameters) trained with momentum SGD.\n\n\
-         **Final test accuracy: {acc}** after {steps} steps ({epochs} epochs), status `{status}`, {secs:.0} s.\n\n\
-         ![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n\
-         ## Curve\n\n{table}\n\
-         ## Configuration\n\n```json\n{config}\n```\n\n\
-         ## Provenance\n\n\
-         - workload `{workload}`, seed {seed}, {threads} thread(s) on `{device}`\n\
-         - bigbatch {version}, git revision `{rev}`\n{datasets}\n\
-         Machine-readable: [results.json](results.json).\n",
+    let status = match record.status {
+        Status::Completed => "completed",
+        Status::ReachedTarget { .. } => "reached target",
+        Status::Diverged { .. } => "diverged",
+    };
+    let headline = format!(
+        "LeNet-5 (LeCun et al. 1998; 61,706 parameters) trained with momentum SGD.\n\n\
+         **Final test accuracy: {acc}** after {steps} steps ({epochs} epochs), status `{status}`, {secs:.0} s.",
         acc = last.map_or("n/a".into(), |p| format!("{:.2}%", 100.0 * p.test_accuracy)),
         steps = last.map_or(0, |p| p.step),
         epochs = last.map_or("0".into(), |p| format!("{:.2}", p.epoch)),
-        status = record
-            .status
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or("unknown"),
         secs = record.wall_seconds,
-        table = markdown_table(
-            &["step", "epoch", "train loss", "test loss", "test accuracy"],
-            &rows
-        ),
-        config = serde_json::to_string_pretty(&record.config)?,
-        workload = record.workload,
-        seed = prov.seed,
-        threads = prov.threads,
-        device = prov.device,
-        version = prov.bigbatch_version,
-        rev = prov.git_revision.as_deref().unwrap_or("unknown"),
     );
-    report::write_atomic(&out.join("report.md"), md.as_bytes())
+    Report {
+        title: "Quickstart: LeNet-5 on MNIST".into(),
+        reference: "LeCun et al. 1998, *Gradient-based learning applied to document recognition*"
+            .into(),
+        sections: vec![
+            Section {
+                heading: String::new(),
+                blocks: vec![
+                    Block::Text(headline),
+                    Block::Figure(loss),
+                    Block::Figure(accuracy),
+                ],
+            },
+            Section {
+                heading: "Curve".into(),
+                blocks: vec![Block::Table(table)],
+            },
+            Section {
+                heading: "Configuration".into(),
+                blocks: vec![
+                    Block::Text(format!("Workload `{}`.", record.workload)),
+                    Block::Json(serde_json::to_value(&record.config).unwrap_or_default()),
+                ],
+            },
+        ],
+        provenance: vec![record.provenance.clone()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bigbatch_record::{FileDigest, Provenance, Schema};
+    use bigbatch_spec::{Budget, Method, OptimizerSpec, TrainConfig, WorkloadKind};
+
+    /// A run record as `bigbatch train` writes it: three evaluations.
+    fn record() -> RunRecord {
+        let point = |step: u64, loss: f64, acc: f64| EvalPoint {
+            step,
+            epoch: step as f64 / 31.0,
+            examples: step * 128,
+            train_loss: loss + 0.05,
+            test_loss: loss,
+            test_accuracy: acc,
+            b_simple: None,
+            b_simple_smoothed: None,
+        };
+        RunRecord {
+            schema: Schema,
+            workload: WorkloadKind::MnistLenet5,
+            config: TrainConfig::new(
+                128,
+                Budget::Steps(300),
+                OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.05),
+            ),
+            provenance: Provenance {
+                seed: 0,
+                git_revision: Some("0123abc".into()),
+                threads: 2,
+                device: "cpu".into(),
+                bigbatch_version: "0.1.0".into(),
+                datasets: vec![FileDigest {
+                    file: "train-images-idx3-ubyte.gz".into(),
+                    sha256: "ab12".into(),
+                }],
+            },
+            status: Status::Completed,
+            curve: vec![
+                point(100, 0.52, 0.851),
+                point(200, 0.21, 0.934),
+                point(300, 0.14, 0.957),
+            ],
+            steps_to_target: None,
+            examples_to_target: None,
+            noise_scale: vec![],
+            wall_seconds: 12.3,
+        }
+    }
+
+    #[test]
+    fn report_renders_curve_figures_and_provenance() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let record = record();
+        bigbatch_record::write_json_atomic(&dir.path().join("results.json"), &record)?;
+        render(dir.path())?;
+        let md = std::fs::read_to_string(dir.path().join("report.md"))?;
+        expect_test::expect_file!["snapshots/quickstart_report.md"].assert_eq(&md);
+        for (file, text) in [
+            ("loss.svg", "cross-entropy"),
+            ("accuracy.svg", "test accuracy"),
+        ] {
+            let svg = std::fs::read_to_string(dir.path().join(file))?;
+            assert!(svg.starts_with("<svg") && svg.contains(text), "{file}");
+        }
+        let back: RunRecord = read_json(&dir.path().join("results.json"))?;
+        assert_eq!(back, record);
+        Ok(())
+    }
 }

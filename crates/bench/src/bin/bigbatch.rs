@@ -16,9 +16,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
-    Budget, Checkpointing, EvalPoint, Metric, Observer, Provenance, RunRecord, RunSpec, SweepDir,
-    SweepPlan, Target, WorkloadExt, WorkloadKind, batch_norm, device_label, read_json, run_sweep,
-    run_trial, slurm_script, summarize, train_resumable, write_json_atomic,
+    Budget, Checkpointing, EvalPoint, Metric, Observer, RunSpec, SweepDir, SweepPlan, Target,
+    WorkloadExt, WorkloadKind, batch_norm, device_label, read_json, run_sweep, run_trial,
+    slurm_script, summarize, train_resumable, write_json_atomic,
 };
 use bigbatch_spec::{Decay, Length, Method, OptimizerSpec, TrustRatioSpec, Value};
 use candle_core::Device;
@@ -760,8 +760,8 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
     )?;
     bar.bar.finish_and_clear();
     let provenance =
-        Provenance::collect(config.seed, threads, &device_label(&device), data.digests);
-    let record = RunRecord::new(workload, config, provenance, outcome);
+        bigbatch_bench::provenance(config.seed, threads, &device_label(&device), data.digests);
+    let record = outcome.into_record(workload, config, provenance);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
     match record.final_eval() {

@@ -1,87 +1,29 @@
-//! Report building blocks: the run record as xtask reads it, SVG line charts,
-//! Markdown tables, atomic writes.
+//! SVG line charts through plotters: linear or log-log axes, labels, legends.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plotters::prelude::*;
-use serde::Deserialize;
 
-/// The parts of the bench binary's `results.json` that reports use.
-///
-/// xtask does not link the bench crate (it would pull in candle), so it reads
-/// the record through this view; unknown fields are ignored.
-#[derive(Debug, Deserialize)]
-pub struct RunRecord {
-    /// Workload name.
-    pub workload: String,
-    /// The training configuration, shown verbatim.
-    pub config: serde_json::Value,
-    /// Seed, revision, threads, data digests.
-    pub provenance: Provenance,
-    /// `{"kind": "completed"}` or `{"kind": "diverged", "step": n}`.
-    pub status: serde_json::Value,
-    /// One point per evaluation.
-    pub curve: Vec<EvalPoint>,
-    /// Seconds spent.
-    pub wall_seconds: f64,
-}
-
-/// See `bigbatch_bench::Provenance`.
-#[derive(Debug, Deserialize)]
-pub struct Provenance {
-    pub seed: u64,
-    pub git_revision: Option<String>,
-    pub threads: usize,
-    pub device: String,
-    pub bigbatch_version: String,
-    pub datasets: Vec<FileDigest>,
-}
-
-/// See `bigbatch_bench::FileDigest`.
-#[derive(Debug, Deserialize)]
-pub struct FileDigest {
-    pub file: String,
-    pub sha256: String,
-}
-
-/// See `bigbatch_bench::EvalPoint`.
-#[derive(Debug, Deserialize)]
-pub struct EvalPoint {
-    pub step: u64,
-    pub epoch: f64,
-    pub train_loss: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-}
-
-/// Reads a run record.
-pub fn read_record(path: &Path) -> Result<RunRecord> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Writes `contents` to `path` atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
-}
+use super::write_atomic;
 
 /// One named line of a chart; a name starting with `~` marks a reference
 /// line (drawn thin, without markers; the `~` is not shown).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Series {
+    /// The legend entry.
     pub name: String,
+    /// `(x, y)` points in order.
     pub points: Vec<(f64, f64)>,
 }
 
 /// Axes and title of a line chart.
 pub struct Chart<'a> {
+    /// The caption.
     pub title: &'a str,
+    /// The x axis' label, with its unit.
     pub x_label: &'a str,
+    /// The y axis' label, with its unit.
     pub y_label: &'a str,
 }
 
@@ -220,19 +162,6 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing chart: {e}")
 }
 
-/// A Markdown table.
-pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        headers.join(" | "),
-        "---|".repeat(headers.len())
-    );
-    for row in rows {
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,12 +173,6 @@ mod tests {
             .map(tick)
             .collect();
         assert_eq!(labels, ["1024", "100", "0.950", "0.0123", "2.50", "250"]);
-    }
-
-    #[test]
-    fn markdown_table_layout() {
-        let t = markdown_table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
-        assert_eq!(t, "| a | b |\n|---|---|\n| 1 | 2 |\n");
     }
 
     #[test]
