@@ -33,10 +33,27 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// The resolved data directory.
+    /// The data directory, absolute: `--data-dir` or `$BIGBATCH_DATA_DIR`
+    /// resolved against the directory the user ran xtask from, else `data/`
+    /// in the workspace root. The same from any subdirectory.
     pub fn dir(&self) -> PathBuf {
-        bigbatch_data::data_dir(self.data_dir.as_deref())
+        let chosen = self.data_dir.clone().or_else(|| {
+            std::env::var_os(bigbatch_data::DATA_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        match chosen {
+            Some(dir) => absolute(&dir),
+            None => runner::workspace_root().join("data"),
+        }
     }
+}
+
+/// `path` resolved against the current directory (where the user ran
+/// `cargo xtask`), so it means the same after xtask hands it to a process
+/// that runs elsewhere.
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[derive(Subcommand)]

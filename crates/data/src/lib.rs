@@ -42,7 +42,7 @@ pub mod vision;
 
 pub use batch::{Batches, batches_per_epoch, epoch_permutation};
 pub use dataset::{Dataset, Split, Subset};
-pub use download::{data_dir, sha256_file};
+pub use download::{DATA_DIR_ENV, data_dir, sha256_file};
 pub use error::{CsvProblem, Error, MatProblem, MirrorFailure};
 pub use vision::{
     ImageClassification, ImageShape, Normalization, Sample, SplitSize, cifar, imagenet, mnist, svhn,

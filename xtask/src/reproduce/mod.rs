@@ -44,9 +44,10 @@ pub struct ReproduceArgs {
     pub experiment: Experiment,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Where reports go (`<dir>/<experiment>/report.md`).
-    #[arg(long, default_value = "reports")]
-    pub reports_dir: PathBuf,
+    /// Where reports go (`<dir>/<experiment>/report.md`; default: `reports/`
+    /// in the workspace root, from any directory).
+    #[arg(long)]
+    pub reports_dir: Option<PathBuf>,
     /// CPU threads for training (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -68,6 +69,17 @@ pub struct ReproduceArgs {
     /// Cargo features for the bench binary, e.g. `cuda`.
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
+}
+
+impl ReproduceArgs {
+    /// The directory of `experiment`'s report, absolute.
+    pub fn report_dir(&self, experiment: &str) -> PathBuf {
+        let root = match &self.reports_dir {
+            Some(dir) => crate::absolute(dir),
+            None => crate::runner::workspace_root().join("reports"),
+        };
+        root.join(experiment)
+    }
 }
 
 /// Runs the chosen experiment.

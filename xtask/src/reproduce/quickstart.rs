@@ -28,7 +28,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         .parent()
         .map(|p| p.to_path_buf())
         .context("data directory has no parent")?;
-    let out = args.reports_dir.join("quickstart");
+    let out = args.report_dir("quickstart");
     let results = out.join("results.json");
     let bin = runner::build_bench(&args.features)?;
     let steps = args.steps.unwrap_or(DEFAULT_STEPS);

@@ -98,7 +98,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let train_len = bigbatch_data::mnist::load(&mnist, bigbatch_data::Split::Train)
         .with_context(|| format!("reading MNIST from {}", mnist.display()))?
         .len();
-    let out = args.reports_dir.join("shallue-mnist");
+    let out = args.report_dir("shallue-mnist");
     let sweep_dir = out.join(match args.profile {
         Profile::Smoke => "sweep-smoke",
         Profile::Paper => "sweep-paper",
