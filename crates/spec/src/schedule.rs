@@ -270,25 +270,56 @@ impl ScheduleSpec {
         Ok(steps.max(1))
     }
 
-    /// Checks every value against its range for a run of `horizon`.
+    /// Checks the values that do not depend on the run: fractions in
+    /// `[0, 1]`, powers `> 0`, lengths finite (epochs `≥ 0`, fractions in
+    /// `(0, 1]`), piecewise values matching their boundaries.
     ///
     /// # Errors
     /// [`Error::OutOfRange`] or [`Error::Inconsistent`] naming the field.
-    pub fn validate(&self, horizon: &Horizon) -> Result<()> {
-        self.warmup_steps(horizon)?;
-        self.decay_steps(horizon)?;
+    pub fn validate_values(&self) -> Result<()> {
+        let length = |field: &str, l: &Length| match *l {
+            Length::Steps(_) => Ok(()),
+            Length::Epochs(e) => ensure(
+                e.is_finite() && e >= 0.0,
+                field,
+                e,
+                "a finite number of epochs >= 0",
+            ),
+            Length::Fraction(f) => ensure(
+                f > 0.0 && f <= 1.0,
+                field,
+                f,
+                "a fraction of the run in (0, 1]",
+            ),
+        };
+        if let Some(w) = &self.warmup {
+            length("schedule.warmup", w)?;
+        }
         match &self.decay {
             Decay::Constant => {}
-            Decay::Linear { final_fraction, .. } | Decay::Cosine { final_fraction, .. } => {
+            Decay::Linear {
+                final_fraction,
+                length: l,
+            }
+            | Decay::Cosine {
+                final_fraction,
+                length: l,
+            } => {
                 fraction("schedule.decay.final_fraction", *final_fraction)?;
+                if let Some(l) = l {
+                    length("schedule.decay.length", l)?;
+                }
             }
             Decay::Polynomial {
                 power,
                 final_fraction,
-                ..
+                length: l,
             } => {
                 positive("schedule.decay.power", *power)?;
                 fraction("schedule.decay.final_fraction", *final_fraction)?;
+                if let Some(l) = l {
+                    length("schedule.decay.length", l)?;
+                }
             }
             Decay::Piecewise { boundaries, values } => {
                 if values.len() != boundaries.len() + 1 {
@@ -309,6 +340,47 @@ impl ScheduleSpec {
                         "finite and >= 0",
                     )?;
                 }
+                for b in boundaries {
+                    length("schedule.decay.boundaries", b)?;
+                }
+            }
+            Decay::Cyclical {
+                min_fraction,
+                cycle,
+            } => {
+                fraction("schedule.decay.min_fraction", *min_fraction)?;
+                length("schedule.decay.cycle", cycle)?;
+            }
+            Decay::CosineRestarts {
+                final_fraction,
+                first_period,
+                period_mult,
+            } => {
+                fraction("schedule.decay.final_fraction", *final_fraction)?;
+                length("schedule.decay.first_period", first_period)?;
+                ensure(
+                    *period_mult >= 1,
+                    "schedule.decay.period_mult",
+                    *period_mult as f64,
+                    ">= 1",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ScheduleSpec::validate_values`], then the checks against a run of
+    /// `horizon`: the warmup shorter than the run, every length at least a
+    /// step, piecewise boundaries increasing.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] or [`Error::Inconsistent`] naming the field.
+    pub fn validate(&self, horizon: &Horizon) -> Result<()> {
+        self.validate_values()?;
+        self.warmup_steps(horizon)?;
+        self.decay_steps(horizon)?;
+        match &self.decay {
+            Decay::Piecewise { boundaries, .. } => {
                 let mut previous = 0;
                 for b in boundaries {
                     let s = horizon.steps("schedule.decay.boundaries", *b)?;
@@ -321,20 +393,11 @@ impl ScheduleSpec {
                     previous = s;
                 }
             }
-            Decay::Cyclical {
-                min_fraction,
-                cycle,
-            } => {
-                fraction("schedule.decay.min_fraction", *min_fraction)?;
+            Decay::Cyclical { cycle, .. } => {
                 let c = horizon.steps("schedule.decay.cycle", *cycle)?;
                 ensure(c >= 2, "schedule.decay.cycle", c as f64, "at least 2 steps")?;
             }
-            Decay::CosineRestarts {
-                final_fraction,
-                first_period,
-                period_mult,
-            } => {
-                fraction("schedule.decay.final_fraction", *final_fraction)?;
+            Decay::CosineRestarts { first_period, .. } => {
                 let p = horizon.steps("schedule.decay.first_period", *first_period)?;
                 ensure(
                     p >= 1,
@@ -342,13 +405,8 @@ impl ScheduleSpec {
                     p as f64,
                     "at least 1 step",
                 )?;
-                ensure(
-                    *period_mult >= 1,
-                    "schedule.decay.period_mult",
-                    *period_mult as f64,
-                    ">= 1",
-                )?;
             }
+            _ => {}
         }
         Ok(())
     }

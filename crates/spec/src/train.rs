@@ -259,6 +259,7 @@ impl TrainConfig {
             }
         }
         self.optimizer.validate()?;
+        self.schedule.validate_values()?;
         ensure(
             (0.0..1.0).contains(&self.label_smoothing),
             "label_smoothing",

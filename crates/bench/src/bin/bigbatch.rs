@@ -41,6 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one model and write its record (curve, provenance) as JSON.
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Run one trial spec of a sweep and write its result atomically.
     Trial(TrialArgs),
@@ -116,6 +117,14 @@ struct CheckpointArgs {
 }
 
 impl CheckpointArgs {
+    /// Checks the cadence before any work.
+    fn check(&self) -> Result<()> {
+        if self.checkpoint.is_some() && self.checkpoint_every == 0 {
+            bail!("--checkpoint-every 0 is out of range: at least 1 step");
+        }
+        Ok(())
+    }
+
     fn get(&self) -> Option<Checkpointing> {
         self.checkpoint.as_ref().map(|path| Checkpointing {
             path: path.clone(),
@@ -259,7 +268,7 @@ struct OptimizerArgs {
     #[arg(long)]
     trust_ratio: bool,
     /// Bound the trust ratio to [LOW, HIGH] (implies --trust-ratio).
-    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_bounds)]
+    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_bounds, allow_hyphen_values = true)]
     trust_ratio_bounds: Option<[f64; 2]>,
     /// Clip the gradient to this global norm.
     #[arg(long)]
@@ -507,25 +516,45 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let requested = match &cli.command {
-        Command::Train(a) => a.threads,
-        Command::Trial(a) => a.threads,
-        Command::Sweep(a) => Some(a.threads),
-        Command::Models | Command::Optimizers => Some(1),
-    };
-    let threads =
-        requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // SAFETY: nothing has started a thread yet; candle's pool reads these on first use.
-    unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let requested = match &cli.command {
+        Command::Train(a) => a.threads,
+        Command::Trial(a) => a.threads,
+        Command::Sweep(a) => Some(a.threads),
+        Command::Models | Command::Optimizers => Some(1),
+    };
+    let threads = requested.unwrap_or(cores);
+    let most = MAX_THREADS_PER_CORE * cores;
+    if !(1..=most).contains(&threads) {
+        bail!(
+            "--threads {threads} is out of range: 1 to {most} ({MAX_THREADS_PER_CORE} per core on this machine's {cores})"
+        );
+    }
+    // Every check that needs no data, before any data is read or thread started.
+    match &cli.command {
+        Command::Train(args) => {
+            args.spec()?.train.validate()?;
+            check_output(&args.out)?;
+            args.checkpoint.check()?;
+        }
+        Command::Trial(args) => {
+            check_output(&args.out)?;
+            args.checkpoint.check()?;
+        }
+        Command::Sweep(args) if args.jobs == 0 => bail!("--jobs 0 is out of range: at least 1"),
+        _ => {}
+    }
+    // SAFETY: nothing has started a thread yet; candle's pool reads these on first use.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
     match &cli.command {
         Command::Train(args) => run_train(args, threads),
         Command::Trial(args) => run_one_trial(args, threads),
@@ -533,6 +562,33 @@ fn run() -> Result<()> {
         Command::Models => print_models(),
         Command::Optimizers => print_optimizers(),
     }
+}
+
+/// Threads per core `--threads` may ask for: more only oversubscribes.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Checks that `out` can be written: not an existing directory, its directory
+/// creatable and writable. Run before any work, so that a long run never
+/// fails at its last step.
+fn check_output(out: &std::path::Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "--out {} is a directory; give the file to write (e.g. {}/results.json)",
+            out.display(),
+            out.display()
+        );
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("--out {}: cannot create {}", out.display(), dir.display()))?;
+    let probe = dir.join(format!(".bigbatch-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: {} is not writable", out.display(), dir.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))?;
+    Ok(())
 }
 
 /// Prints the model summary table (name, dataset, parameters, reference) to stdout.
