@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bigbatch_noise::{BootstrapConfig, ParetoPoint, bootstrap_pareto};
 use bigbatch_record::{
-    BatchSizeSummary, BestTrial, Schema, Status, SweepSummary, TrialResult, read_json,
+    BatchSizeSummary, BestTrial, Provenance, Schema, Status, SweepSummary, TrialResult, read_json,
     write_json_atomic,
 };
 use bigbatch_spec::{RunSpec, SweepPlan};
@@ -147,6 +147,54 @@ impl SweepDir {
         f.write_all(format!("{id}\n").as_bytes()).map_err(io)
     }
 
+    /// Moves every result that may not be reused for `trials` here and now
+    /// to `stale/` (never deleting it), so that the sweep reruns it, and
+    /// returns why, per trial. A result is reused only when its whole
+    /// identity matches: the spec, the bigbatch version and git revision, and
+    /// the SHA-256 of every data file ([`stale_reason`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or a record error naming the file.
+    pub fn retire_stale(
+        &self,
+        trials: &[RunSpec],
+        current: &Provenance,
+    ) -> Result<Vec<(String, String)>> {
+        let mut retired = Vec::new();
+        for spec in trials {
+            let id = spec.id();
+            let path = self.result(&id);
+            if !path.exists() {
+                continue;
+            }
+            let reason = match read_json::<TrialResult>(&path) {
+                Ok(result) => stale_reason(&result, spec, current),
+                Err(e) => Some(format!("unreadable ({e})")),
+            };
+            if let Some(reason) = reason {
+                let stale = self.root.join("stale");
+                std::fs::create_dir_all(&stale).map_err(|source| Error::Io {
+                    path: stale.clone(),
+                    source,
+                })?;
+                let mut n = 0;
+                let target = loop {
+                    let t = stale.join(format!("{id}.{n}.json"));
+                    if !t.exists() {
+                        break t;
+                    }
+                    n += 1;
+                };
+                std::fs::rename(&path, &target).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                retired.push((id, reason));
+            }
+        }
+        Ok(retired)
+    }
+
     /// The results present, in `ids` order (missing ones skipped).
     ///
     /// # Errors
@@ -258,6 +306,39 @@ pub fn slurm_script(
         bin = bin.display(),
         data = data_dir.display(),
     )
+}
+
+/// Why `result` may not stand for running `spec` now (with the data and code
+/// of `current`), or `None` if it may: every part of its identity (spec,
+/// bigbatch version, git revision, every data file's SHA-256) must match.
+pub fn stale_reason(result: &TrialResult, spec: &RunSpec, current: &Provenance) -> Option<String> {
+    let then = &result.record.provenance;
+    if result.spec != *spec {
+        return Some("the trial's spec differs".into());
+    }
+    if then.bigbatch_version != current.bigbatch_version {
+        return Some(format!(
+            "bigbatch version changed: {} -> {}",
+            then.bigbatch_version, current.bigbatch_version
+        ));
+    }
+    if then.git_revision != current.git_revision {
+        return Some(format!(
+            "revision changed: {} -> {}",
+            then.git_revision.as_deref().unwrap_or("unknown"),
+            current.git_revision.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if then.datasets != current.datasets {
+        let changed: Vec<&str> = current
+            .datasets
+            .iter()
+            .filter(|d| !then.datasets.contains(d))
+            .map(|d| d.file.as_str())
+            .collect();
+        return Some(format!("data changed: {}", changed.join(", ")));
+    }
+    None
 }
 
 /// Summarises the results of a sweep.

@@ -467,6 +467,11 @@ fn tiny_plan() -> SweepPlan {
 }
 
 fn sweep(dir: &Path, jobs: usize) -> Command {
+    sweep_on(dir, dir, jobs)
+}
+
+/// `bigbatch sweep` of `dir/plan-in.json` into `dir/sweep` on the data in `data`.
+fn sweep_on(dir: &Path, data: &Path, jobs: usize) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bigbatch"));
     cmd.arg("sweep")
         .arg("--plan")
@@ -474,7 +479,7 @@ fn sweep(dir: &Path, jobs: usize) -> Command {
         .arg("--dir")
         .arg(dir.join("sweep"))
         .arg("--data-dir")
-        .arg(dir)
+        .arg(data)
         .args(["--jobs", &jobs.to_string(), "--threads", "1"])
         .env("RUST_LOG", "warn");
     cmd
@@ -553,6 +558,54 @@ fn a_killed_sweep_resumes_without_losing_or_rerunning_finished_trials() -> Resul
     let out = sweep(dir.path(), 2).output()?;
     assert!(out.status.success());
     assert_eq!(results(dir.path())?, after);
+    Ok(())
+}
+
+#[test]
+fn a_result_is_reused_only_for_the_same_data() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Two data sets the trial specs cannot tell apart: 20 and 24 examples.
+    write_tiny_mnist(&dir.path().join("a"), 20)?;
+    write_tiny_mnist(&dir.path().join("b"), 24)?;
+    std::fs::write(
+        dir.path().join("plan-in.json"),
+        serde_json::to_vec(&tiny_plan())?,
+    )?;
+    let run = |data: &str| -> Result<String> {
+        let out = sweep_on(dir.path(), &dir.path().join(data), 2)
+            .env("RUST_LOG", "info")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        anyhow::ensure!(out.status.success(), "{stderr}");
+        Ok(stderr)
+    };
+    run("a")?;
+    let first = results(dir.path())?;
+    assert_eq!(first.len(), 6);
+    let log = run("b")?;
+    assert_eq!(
+        log.matches("data changed: train-images-idx3-ubyte").count(),
+        6,
+        "{log}"
+    );
+    let second = results(dir.path())?;
+    assert_eq!(second.len(), 6);
+    let attempts = std::fs::read_to_string(dir.path().join("sweep/attempts.log"))?;
+    for (name, bytes, _) in &first {
+        let id = name.trim_end_matches(".json");
+        assert_eq!(
+            attempts.lines().filter(|l| *l == id).count(),
+            2,
+            "{id} not rerun"
+        );
+        // The first data set's result is kept, unchanged, beside the sweep.
+        let kept = std::fs::read(dir.path().join(format!("sweep/stale/{id}.0.json")))?;
+        assert_eq!(&kept, bytes);
+    }
+    // The same data again: nothing reruns.
+    let log = run("b")?;
+    assert!(!log.contains("rerunning"), "{log}");
+    assert_eq!(results(dir.path())?, second);
     Ok(())
 }
 

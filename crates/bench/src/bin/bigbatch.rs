@@ -733,6 +733,13 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
         tracing::info!(trials = ids.len(), script = %path.display(), "wrote Slurm job array");
         return Ok(());
     }
+    let current = bigbatch_bench::provenance(plan.seed, args.threads, "", data.digests);
+    for (id, reason) in dir.retire_stale(&trials, &current)? {
+        tracing::info!(
+            trial = id,
+            "rerunning ({reason}); the old result is in stale/"
+        );
+    }
     tracing::info!(trials = ids.len(), jobs = args.jobs, dir = %args.dir.display(), "sweep");
     let progress = run_sweep(&dir, &ids, args.jobs, |id| {
         let mut cmd = std::process::Command::new(&bin);
