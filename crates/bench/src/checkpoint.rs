@@ -7,8 +7,14 @@
 //! loss, noise-scale averages, the configuration it belongs to) as JSON in
 //! the `u8` tensor `loop.json`. One file replaced by an atomic rename means a
 //! kill at any moment leaves either the previous checkpoint or the new one.
+//!
+//! `checksum.sha256` holds the SHA-256 of every other tensor (its dtype,
+//! shape and bytes) by name, as JSON. Resuming verifies it and refuses a
+//! checkpoint whose sum differs or whose weights or optimizer state hold a
+//! non-finite value, naming the tensor: a corrupt checkpoint is an error,
+//! never a silent divergence, and the error path never deletes it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bigbatch_noise::{NoiseScaleStep, NoiseScaleTracker};
@@ -19,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, EvalPoint, Model, Result, TrainConfig};
 
 const LOOP_KEY: &str = "loop.json";
+const CHECKSUM_KEY: &str = "checksum.sha256";
 const MODEL_PREFIX: &str = "model/";
 const OPTIMIZER_PREFIX: &str = "optimizer/";
 
@@ -89,6 +96,15 @@ pub(crate) fn save(
     for (key, tensor) in optimizer.state_tree()? {
         tensors.insert(format!("{OPTIMIZER_PREFIX}{key}"), tensor);
     }
+    let sum = serde_json::to_vec(&checksums(&tensors)?).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    let len = sum.len();
+    tensors.insert(
+        CHECKSUM_KEY.into(),
+        Tensor::from_vec(sum, len, &Device::Cpu)?,
+    );
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_owned(),
@@ -129,6 +145,7 @@ pub(crate) fn load(
         path: path.to_owned(),
         source,
     })?;
+    verify(path, &mut tensors)?;
     if state.config != *config {
         return Err(bad(
             path,
@@ -168,4 +185,105 @@ pub(crate) fn load(
         .load_state_tree(&tree)
         .map_err(|e| bad(path, format!("optimizer state: {e}")))?;
     Ok(state)
+}
+
+/// SHA-256 (hex) of every tensor but the loop state and the checksums
+/// themselves, by name: dtype, shape and little-endian bytes.
+fn checksums(tensors: &HashMap<String, Tensor>) -> Result<BTreeMap<String, String>> {
+    use sha2::{Digest, Sha256};
+    tensors
+        .iter()
+        .filter(|(k, _)| *k != LOOP_KEY && *k != CHECKSUM_KEY)
+        .map(|(name, t)| {
+            let mut hasher = Sha256::new();
+            hasher.update(format!("{:?}{:?}", t.dtype(), t.dims()).as_bytes());
+            hasher.update(bytes(t)?);
+            Ok((name.clone(), format!("{:x}", hasher.finalize())))
+        })
+        .collect()
+}
+
+/// A tensor's elements as little-endian bytes.
+fn bytes(t: &Tensor) -> Result<Vec<u8>> {
+    use candle_core::DType;
+    let t = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::U8 => t.to_vec1::<u8>()?,
+        DType::U32 => t
+            .to_vec1::<u32>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        DType::I64 => t
+            .to_vec1::<i64>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        DType::F32 => t
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        _ => t
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+    })
+}
+
+/// Checks every tensor against its stored checksum and that no weight or
+/// optimizer state is NaN or infinite, naming the tensor at fault; removes
+/// the checksum tensor.
+fn verify(path: &Path, tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+    let afresh = "the checkpoint is kept; delete it to start afresh";
+    let stored = tensors.remove(CHECKSUM_KEY).ok_or_else(|| {
+        bad(
+            path,
+            format!("no `{CHECKSUM_KEY}` tensor: written by an older bigbatch; {afresh}"),
+        )
+    })?;
+    let stored: BTreeMap<String, String> = serde_json::from_slice(&stored.to_vec1::<u8>()?)
+        .map_err(|e| bad(path, format!("unreadable `{CHECKSUM_KEY}`: {e}; {afresh}")))?;
+    let actual = checksums(tensors)?;
+    for (name, sum) in &actual {
+        match stored.get(name) {
+            Some(s) if s == sum => {}
+            Some(_) => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor `{name}` does not match its checksum: the file is corrupt; {afresh}"
+                    ),
+                ));
+            }
+            None => {
+                return Err(bad(
+                    path,
+                    format!("tensor `{name}` has no checksum; {afresh}"),
+                ));
+            }
+        }
+    }
+    if let Some(name) = stored.keys().find(|k| !actual.contains_key(*k)) {
+        return Err(bad(path, format!("tensor `{name}` is missing; {afresh}")));
+    }
+    for (name, t) in tensors.iter().filter(|(k, _)| *k != LOOP_KEY) {
+        if t.dtype().is_float() {
+            let finite = t
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?
+                .iter()
+                .all(|x| x.is_finite());
+            if !finite {
+                return Err(bad(
+                    path,
+                    format!("tensor `{name}` holds NaN or infinite values; {afresh}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

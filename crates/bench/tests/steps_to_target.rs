@@ -433,6 +433,52 @@ fn a_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run() -> Result<(
     Ok(())
 }
 
+#[test]
+fn a_corrupt_checkpoint_is_refused_naming_the_tensor_and_kept() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let mut cfg = TrainConfig::new(8, Budget::Steps(7), OptimizerSpec::default());
+    cfg.eval_every_steps = 2;
+    let ckpt = Checkpointing {
+        path: dir.path().join("run.safetensors"),
+        every_steps: 3,
+    };
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let model = WorkloadKind::MnistLenet5.build_model(5, Norm::Batch, &device)?;
+        train_resumable(&model, &data, &cfg, &device, &mut CrashAt(5), Some(&ckpt))
+    }));
+    assert!(crashed.is_err() && ckpt.path.exists());
+    let saved = candle_core::safetensors::load(&ckpt.path, &device)?;
+    let resume = || {
+        let model = WorkloadKind::MnistLenet5.build_model(5, Norm::Batch, &device)?;
+        train_resumable(&model, &data, &cfg, &device, &mut (), Some(&ckpt))
+    };
+    // One weight set to infinity, everything else (the checksums too) as saved.
+    let mut tampered = saved.clone();
+    let w = &tampered["model/fc1.weight"];
+    let mut values = w.flatten_all()?.to_vec1::<f32>()?;
+    values[0] = f32::INFINITY;
+    let w = candle_core::Tensor::from_vec(values, w.dims(), &device)?;
+    tampered.insert("model/fc1.weight".into(), w);
+    candle_core::safetensors::save(&tampered, &ckpt.path)?;
+    let err = resume().err().context("resumed a tampered checkpoint")?;
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+    assert!(err.to_string().contains("model/fc1.weight"), "{err}");
+    assert!(ckpt.path.exists(), "the error path deleted the checkpoint");
+    // A checkpoint without checksums (an older bigbatch's) is refused too.
+    let mut unsummed = saved.clone();
+    unsummed.remove("checksum.sha256");
+    candle_core::safetensors::save(&unsummed, &ckpt.path)?;
+    let err = resume().err().context("resumed without checksums")?;
+    assert!(err.to_string().contains("checksum.sha256"), "{err}");
+    // The checkpoint as saved resumes.
+    candle_core::safetensors::save(&saved, &ckpt.path)?;
+    assert_eq!(resume()?.status, Status::Completed);
+    Ok(())
+}
+
 fn tiny_plan() -> SweepPlan {
     SweepPlan {
         workload: WorkloadKind::MnistLenet5,
