@@ -42,6 +42,13 @@ impl DatasetName {
         }
     }
 
+    /// The name `cargo xtask fetch` takes.
+    pub fn cli_name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+
     fn resources(self) -> Vec<download::Resource> {
         match self {
             DatasetName::Mnist => mnist::resources(mnist::Variant::Digits),
@@ -57,14 +64,48 @@ impl DatasetName {
     }
 }
 
-/// Downloads every file of `dataset` that is missing or fails its checksum.
-pub fn fetch(dataset: DatasetName, data: &DataArgs) -> Result<PathBuf> {
-    let dir = data.dir().join(dataset.folder());
-    let opts = FetchOptions {
-        offline: data.offline,
+/// Which of `dataset`'s files in `dir` are missing, and which are present
+/// but not the published ones (their errors), without touching the network.
+fn survey(
+    dataset: DatasetName,
+    dir: &std::path::Path,
+) -> Result<(Vec<download::Resource>, Vec<String>)> {
+    let look = FetchOptions {
+        offline: true,
         ..FetchOptions::default()
     };
+    let (mut missing, mut not_official) = (Vec::new(), Vec::new());
     for resource in dataset.resources() {
+        match download::fetch(&resource, dir, &look, &download::NoProgress) {
+            Ok(_) => {}
+            Err(bigbatch_data::Error::Offline { .. }) => missing.push(resource),
+            Err(e @ bigbatch_data::Error::NotOfficial { .. }) => not_official.push(e.to_string()),
+            Err(e) => return Err(e).with_context(|| format!("checking {}", dir.display())),
+        }
+    }
+    Ok((missing, not_official))
+}
+
+/// Downloads the files of `dataset` that are missing. Present files that
+/// are not the published ones are left untouched and reported (they may be
+/// a user's own data), unless `force` replaces them.
+pub fn fetch(dataset: DatasetName, data: &DataArgs, force: bool) -> Result<PathBuf> {
+    let dir = data.dir().join(dataset.folder());
+    let (missing, not_official) = survey(dataset, &dir)?;
+    if !not_official.is_empty() && !force {
+        anyhow::bail!(
+            "nothing fetched: {} file(s) present are not the published {dataset:?}:\n  - {}",
+            not_official.len(),
+            not_official.join("\n  - ")
+        );
+    }
+    let opts = FetchOptions {
+        offline: data.offline,
+        force,
+        ..FetchOptions::default()
+    };
+    let wanted = if force { dataset.resources() } else { missing };
+    for resource in wanted {
         let bar = Bar::default();
         let path = download::fetch(&resource, &dir, &opts, &bar)
             .with_context(|| format!("fetching {dataset:?}"))?;
@@ -75,9 +116,10 @@ pub fn fetch(dataset: DatasetName, data: &DataArgs) -> Result<PathBuf> {
 }
 
 /// Makes sure the MNIST-format files of an MNIST-format `dataset` are
-/// present, fetching the official ones if any split is missing. Files already
-/// there are used as they are (they may be a user's own subset, such as the
-/// 5,000 digits CI trains on).
+/// present. Files already there are used as they are (they may be a user's
+/// own subset, such as the 5,000 digits CI trains on); only missing files
+/// are fetched, and only when the present ones are the published ones
+/// (fetching into a user's own set would mix two data sets).
 pub fn ensure_mnist_format(dataset: DatasetName, data: &DataArgs) -> Result<PathBuf> {
     let dir = data.dir().join(dataset.folder());
     let present = [Split::Train, Split::Test]
@@ -86,8 +128,35 @@ pub fn ensure_mnist_format(dataset: DatasetName, data: &DataArgs) -> Result<Path
     if present {
         return Ok(dir);
     }
-    tracing::info!("{} is missing files; fetching {dataset:?}", dir.display());
-    fetch(dataset, data)
+    let (missing, not_official) = survey(dataset, &dir)?;
+    let names: Vec<&str> = missing.iter().map(|r| r.file_name.as_str()).collect();
+    if !not_official.is_empty() {
+        anyhow::bail!(
+            "{} lacks {}, and the files there are not the published {dataset:?} (your own data?), \
+             so fetching the published ones would mix two data sets: write all four with \
+             `cargo xtask import-mnist-csv`, or replace them with `cargo xtask fetch {} --force`",
+            dir.display(),
+            names.join(", "),
+            dataset.cli_name()
+        );
+    }
+    tracing::info!(
+        "{} lacks {}; fetching them",
+        dir.display(),
+        names.join(", ")
+    );
+    let opts = FetchOptions {
+        offline: data.offline,
+        ..FetchOptions::default()
+    };
+    for resource in missing {
+        let bar = Bar::default();
+        let path = download::fetch(&resource, &dir, &opts, &bar)
+            .with_context(|| format!("fetching {dataset:?}"))?;
+        bar.0.finish_and_clear();
+        tracing::info!("{} ok", path.display());
+    }
+    Ok(dir)
 }
 
 /// An indicatif bar behind the data crate's progress callback.

@@ -65,6 +65,10 @@ enum Command {
         dataset: fetch::DatasetName,
         #[command(flatten)]
         data: DataArgs,
+        /// Replace present files that are not the published ones (they may be
+        /// your own data: without this flag they are left untouched).
+        #[arg(long)]
+        force: bool,
     },
     /// Regenerate an experiment's report under reports/.
     Reproduce(reproduce::ReproduceArgs),
@@ -100,7 +104,11 @@ fn run() -> Result<()> {
         .with_target(false)
         .init();
     match Cli::parse().command {
-        Command::Fetch { dataset, data } => fetch::fetch(dataset, &data).map(|_| ()),
+        Command::Fetch {
+            dataset,
+            data,
+            force,
+        } => fetch::fetch(dataset, &data, force).map(|_| ()),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::ImportMnistCsv(args) => import::run(&args),
         Command::Models { features } => {

@@ -213,6 +213,10 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Pause before resuming a dropped transfer (default 1 s).
     pub retry_delay: Duration,
+    /// Replace a present file that fails the published checksum (default
+    /// false: such a file may be a user's own data, so it is left untouched
+    /// and [`Error::NotOfficial`] reported).
+    pub force: bool,
 }
 
 impl Default for FetchOptions {
@@ -223,6 +227,7 @@ impl Default for FetchOptions {
             read_timeout: Duration::from_secs(60),
             retries: 3,
             retry_delay: Duration::from_secs(1),
+            force: false,
         }
     }
 }
@@ -312,8 +317,19 @@ pub fn fetch(
                 progress.message(&format!("{} is present and verified", target.display()));
                 return Ok(target);
             }
+            Err(Error::Checksum {
+                path,
+                expected,
+                actual,
+            }) if !opts.force => {
+                return Err(Error::NotOfficial {
+                    path,
+                    expected,
+                    actual,
+                });
+            }
             Err(error @ Error::Checksum { .. }) if !opts.offline => {
-                progress.message(&format!("{error}; downloading it again"));
+                progress.message(&format!("{error}; replacing it (force)"));
             }
             Err(error) => return Err(error),
         }

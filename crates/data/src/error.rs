@@ -207,6 +207,22 @@ pub enum Error {
         actual: Checksum,
     },
 
+    /// A file is present but is not the published one; it was left untouched.
+    #[error(
+        "{} is present but is not the published file ({actual}, published {expected}); it may be \
+         your own data, so it is left untouched: replace it by fetching with `force` \
+         (cargo xtask fetch --force), or keep it and point the data directory at the data you mean",
+        path.display()
+    )]
+    NotOfficial {
+        /// The file.
+        path: PathBuf,
+        /// The published checksum.
+        expected: Checksum,
+        /// The file's checksum, same algorithm.
+        actual: Checksum,
+    },
+
     /// A data file a loader needs is absent.
     #[error("{} not found: {hint}", path.display())]
     MissingFile {
@@ -265,7 +281,13 @@ pub enum Error {
     },
 
     /// Every mirror of a resource failed.
-    #[error("could not fetch {file} from any mirror:{}", list_failures(attempts))]
+    #[error(
+        "could not fetch {file} from any mirror:{}\nTo proceed without the network: fetch on a \
+         connected machine and copy the data directory here, point the data directory \
+         (--data-dir, BIGBATCH_DATA_DIR) at a copy, or bring your own digits with \
+         `cargo xtask import-mnist-csv`",
+        list_failures(attempts)
+    )]
     AllMirrorsFailed {
         /// The resource's file name.
         file: String,

@@ -447,14 +447,35 @@ fn corrupted_mirror_is_rejected_and_the_next_one_used() {
 }
 
 #[test]
-fn corrupt_file_in_place_is_downloaded_again() {
+fn a_present_file_that_is_not_the_published_one_is_left_untouched_unless_forced() {
     let body = payload();
     let server = Server::start(vec![("/blob.bin", Route::serving(&body))]);
     let dir = tempfile::tempdir().expect("tempdir");
-    fs::write(dir.path().join("blob.bin"), b"not the file").expect("write");
+    let path = dir.path().join("blob.bin");
+    fs::write(&path, b"a user's own file").expect("write");
     let res = resource(vec![server.url("/blob.bin")], sha256_of(&body));
-    let path = fetch(&res, dir.path(), &quick(), &NoProgress).expect("fetch");
-    assert_eq!(fs::read(path).expect("read"), body);
+    let error = fetch(&res, dir.path(), &quick(), &NoProgress).expect_err("not official");
+    assert!(
+        matches!(error, Error::NotOfficial { path: ref p, .. } if p == &path),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("left untouched") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(fs::read(&path).expect("read"), b"a user's own file");
+    assert!(
+        server.requests().is_empty(),
+        "asked the network for a present file"
+    );
+
+    let forced = FetchOptions {
+        force: true,
+        ..quick()
+    };
+    let replaced = fetch(&res, dir.path(), &forced, &NoProgress).expect("forced fetch");
+    assert_eq!(fs::read(replaced).expect("read"), body);
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -486,7 +507,7 @@ fn offline_mode_never_touches_the_network() {
 
     fs::write(&expected, b"corrupt").expect("corrupt it");
     let error = fetch(&res, dir.path(), &offline, &NoProgress).expect_err("corrupt offline");
-    assert!(matches!(error, Error::Checksum { ref path, .. } if path == &expected));
+    assert!(matches!(error, Error::NotOfficial { ref path, .. } if path == &expected));
 
     assert!(server.requests().is_empty(), "offline mode made requests");
 }
