@@ -1,15 +1,19 @@
 //! Provenance as bench collects it (the record types live in `bigbatch-record`).
 
-use bigbatch_record::{FileDigest, Provenance};
+use bigbatch_record::{DataUsed, Provenance};
+use bigbatch_spec::WorkloadKind;
 
-/// The provenance of a run here and now: git revision of the current
-/// directory, this crate's version, and what the caller knows (seed,
-/// threads, device, data digests).
+use crate::Data;
+
+/// The provenance of a run of `workload` on `data` here and now: git
+/// revision of the current directory, this crate's version, the data's
+/// digests and sizes, and what the caller knows (seed, threads, device).
 pub fn provenance(
     seed: u64,
     threads: usize,
     device: &str,
-    datasets: Vec<FileDigest>,
+    workload: WorkloadKind,
+    data: &Data,
 ) -> Provenance {
     Provenance {
         seed,
@@ -17,7 +21,12 @@ pub fn provenance(
         threads,
         device: device.into(),
         bigbatch_version: env!("CARGO_PKG_VERSION").into(),
-        datasets,
+        datasets: data.digests.clone(),
+        data: Some(DataUsed {
+            dataset: workload.workload().dataset,
+            train_examples: data.train.len(),
+            test_examples: data.test.len(),
+        }),
     }
 }
 

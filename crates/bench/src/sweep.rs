@@ -46,7 +46,8 @@ pub fn run_trial(
         spec.train.seed,
         threads,
         &crate::device_label(device),
-        data.digests,
+        spec.workload,
+        &data,
     );
     let record = outcome.into_record(spec.workload, spec.train.clone(), provenance);
     Ok(TrialResult {

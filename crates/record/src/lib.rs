@@ -33,7 +33,7 @@ pub use bigbatch_spec::EvalPoint;
 pub use error::{Error, Result};
 pub use io::{read_json, write_json_atomic};
 pub use measure::{Interval, NoiseScaleEstimate, NoiseScaleStep, ParetoBootstrap, ParetoFit};
-pub use provenance::{FileDigest, Provenance};
+pub use provenance::{DataUsed, FileDigest, Provenance};
 pub use run::{RunRecord, Status};
 pub use schema::{SCHEMA_VERSION, Schema};
 pub use sweep::{BatchSizeSummary, BestTrial, SweepSummary, TrialResult};

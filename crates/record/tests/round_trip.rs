@@ -2,10 +2,12 @@
 //! version, or of an older shape, is refused naming the file.
 
 use bigbatch_record::{
-    EvalPoint, FileDigest, NoiseScaleEstimate, NoiseScaleStep, Provenance, RunRecord, Schema,
-    Status, TrialResult, read_json, write_json_atomic,
+    DataUsed, EvalPoint, FileDigest, NoiseScaleEstimate, NoiseScaleStep, Provenance, RunRecord,
+    Schema, Status, TrialResult, read_json, write_json_atomic,
 };
-use bigbatch_spec::{Budget, Method, OptimizerSpec, RunSpec, TrainConfig, WorkloadKind};
+use bigbatch_spec::{
+    Budget, DatasetName, Method, OptimizerSpec, RunSpec, TrainConfig, WorkloadKind,
+};
 
 fn record() -> RunRecord {
     let estimate = NoiseScaleEstimate::new(2.0, 64.0);
@@ -27,6 +29,11 @@ fn record() -> RunRecord {
                 file: "t10k-labels-idx1-ubyte.gz".into(),
                 sha256: "00ff".into(),
             }],
+            data: Some(DataUsed {
+                dataset: DatasetName::Mnist,
+                train_examples: 4000,
+                test_examples: 1000,
+            }),
         },
         status: Status::Diverged { step: 7 },
         curve: vec![EvalPoint {

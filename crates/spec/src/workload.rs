@@ -17,6 +17,25 @@ pub enum DatasetName {
     Cifar10,
 }
 
+impl DatasetName {
+    /// The published training and test split sizes.
+    pub fn full_size(self) -> (usize, usize) {
+        match self {
+            DatasetName::Mnist | DatasetName::FashionMnist => (60_000, 10_000),
+            DatasetName::Cifar10 => (50_000, 10_000),
+        }
+    }
+
+    /// The name as papers write it.
+    pub fn title(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "MNIST",
+            DatasetName::FashionMnist => "Fashion-MNIST",
+            DatasetName::Cifar10 => "CIFAR-10",
+        }
+    }
+}
+
 /// A model family, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -280,7 +280,15 @@ fn provenance_markdown(runs: &[Provenance]) -> String {
     let mut seeds: Vec<u64> = runs.iter().map(|p| p.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
+    let mut data: Vec<String> = Vec::new();
     for p in runs {
+        let used = p.data.map_or_else(
+            || "data: not recorded".to_owned(),
+            |d| format!("data: {}", d.describe()),
+        );
+        if !data.contains(&used) {
+            data.push(used);
+        }
         let line = format!(
             "- bigbatch {}, git revision `{}`, {} thread(s) per run on `{}`",
             p.bigbatch_version,
@@ -302,10 +310,12 @@ fn provenance_markdown(runs: &[Provenance]) -> String {
         return "- no runs\n".into();
     }
     let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    let data: Vec<String> = data.iter().map(|d| format!("- {d}")).collect();
     format!(
-        "- {} run(s), seed(s) {}\n{}\n{}\n",
+        "- {} run(s), seed(s) {}\n{}\n{}\n{}\n",
         runs.len(),
         seeds.join(", "),
+        data.join("\n"),
         lines.join("\n"),
         digests.join("\n")
     )

@@ -124,8 +124,12 @@ fn report(record: &RunRecord) -> Report {
         Status::ReachedTarget { .. } => "reached target",
         Status::Diverged { .. } => "diverged",
     };
+    let data = record
+        .provenance
+        .data
+        .map_or_else(|| "not recorded".to_owned(), |d| d.describe());
     let headline = format!(
-        "LeNet-5 (LeCun et al. 1998; 61,706 parameters) trained with momentum SGD.\n\n\
+        "LeNet-5 (LeCun et al. 1998; 61,706 parameters) trained with momentum SGD on {data}.\n\n\
          **Final test accuracy: {acc}** after {steps} steps ({epochs} epochs), status `{status}`, {secs:.0} s.",
         acc = last.map_or("n/a".into(), |p| format!("{:.2}%", 100.0 * p.test_accuracy)),
         steps = last.map_or(0, |p| p.step),
@@ -164,7 +168,7 @@ fn report(record: &RunRecord) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bigbatch_record::{FileDigest, Provenance, Schema};
+    use bigbatch_record::{DataUsed, FileDigest, Provenance, Schema};
     use bigbatch_spec::{Budget, Method, OptimizerSpec, TrainConfig, WorkloadKind};
 
     /// A run record as `bigbatch train` writes it: three evaluations.
@@ -197,6 +201,11 @@ mod tests {
                     file: "train-images-idx3-ubyte.gz".into(),
                     sha256: "ab12".into(),
                 }],
+                data: Some(DataUsed {
+                    dataset: bigbatch_spec::DatasetName::Mnist,
+                    train_examples: 4000,
+                    test_examples: 1000,
+                }),
             },
             status: Status::Completed,
             curve: vec![

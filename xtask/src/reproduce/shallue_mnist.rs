@@ -243,8 +243,13 @@ fn report(summary: &SweepSummary) -> Report {
             "No B_crit fit: fewer than three batch sizes reached the target.".into(),
         )],
     };
+    let data = summary
+        .provenance
+        .as_ref()
+        .and_then(|p| p.data)
+        .map_or_else(|| "data not recorded".to_owned(), |d| d.describe());
     let intro = format!(
-        "For each batch size, SGD with momentum is tuned by quasi-random (Halton) search over \
+        "Data: {data}.\n\nFor each batch size, SGD with momentum is tuned by quasi-random (Halton) search over \
          the learning rate and 1 − momentum on log scales, and the best trial's steps to reach \
          {metric} {} (first evaluation meeting it) are plotted. Perfect scaling halves the steps \
          when the batch size doubles; beyond the critical batch size the steps flatten.",
@@ -345,8 +350,8 @@ fn beside_the_paper(summary: &SweepSummary) -> Table {
 mod tests {
     use super::*;
     use bigbatch_record::{
-        BatchSizeSummary, BestTrial, FileDigest, Interval, ParetoBootstrap, ParetoFit, Provenance,
-        Schema,
+        BatchSizeSummary, BestTrial, DataUsed, FileDigest, Interval, ParetoBootstrap, ParetoFit,
+        Provenance, Schema,
     };
 
     /// A sweep summary as `bigbatch sweep` writes it: best steps on the curve
@@ -408,6 +413,11 @@ mod tests {
                     file: "train-images-idx3-ubyte.gz".into(),
                     sha256: "ab12".into(),
                 }],
+                data: Some(DataUsed {
+                    dataset: bigbatch_spec::DatasetName::Mnist,
+                    train_examples: 4000,
+                    test_examples: 1000,
+                }),
             }),
         }
     }

@@ -733,7 +733,7 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
         tracing::info!(trials = ids.len(), script = %path.display(), "wrote Slurm job array");
         return Ok(());
     }
-    let current = bigbatch_bench::provenance(plan.seed, args.threads, "", data.digests);
+    let current = bigbatch_bench::provenance(plan.seed, args.threads, "", plan.workload, &data);
     for (id, reason) in dir.retire_stale(&trials, &current)? {
         tracing::info!(
             trial = id,
@@ -822,8 +822,13 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         checkpointing.as_ref(),
     )?;
     bar.bar.finish_and_clear();
-    let provenance =
-        bigbatch_bench::provenance(config.seed, threads, &device_label(&device), data.digests);
+    let provenance = bigbatch_bench::provenance(
+        config.seed,
+        threads,
+        &device_label(&device),
+        workload,
+        &data,
+    );
     let record = outcome.into_record(workload, config, provenance);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
