@@ -171,6 +171,78 @@ pub fn train_resumable(
     observer: &mut dyn Observer,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<Outcome> {
+    check(model, data, cfg, checkpointing)?;
+    let mut run = Run::new(model, data, cfg, device, checkpointing)?;
+    observer.started(run.total_steps);
+    let steps_per_epoch = run.steps_per_epoch.max(1);
+    let mut epoch = run.state.step / steps_per_epoch;
+    let mut skip = (run.state.step % steps_per_epoch) as usize;
+    loop {
+        let batches = Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true);
+        for indices in batches.skip(std::mem::take(&mut skip)) {
+            let step = run.state.step + 1;
+            let gradients = run.gradients(&indices)?;
+            let first = *run.state.first_loss.get_or_insert(gradients.loss);
+            if let Some(status) = decide_after_step(cfg, step, gradients.loss, first) {
+                return Ok(run.finish(status));
+            }
+            let noise = run.update(step, gradients)?;
+            observer.stepped(step, run.last_loss);
+            let evaluation = if step.is_multiple_of(cfg.eval_every_steps) || step == run.total_steps
+            {
+                let point = run.evaluate(step, noise)?;
+                observer.evaluated(&point);
+                Some(point)
+            } else {
+                None
+            };
+            if let Some(status) = decide_after_eval(cfg, step, run.total_steps, evaluation.as_ref())
+            {
+                return Ok(run.finish(status));
+            }
+            run.checkpoint(step)?;
+        }
+        epoch += 1;
+    }
+}
+
+/// Whether a step's loss ends the run: not finite, or above
+/// `cfg.divergence_factor` times the first step's loss (the step is not applied).
+pub fn decide_after_step(
+    cfg: &TrainConfig,
+    step: u64,
+    loss: f64,
+    first_loss: f64,
+) -> Option<Status> {
+    (!loss.is_finite() || loss > cfg.divergence_factor * first_loss)
+        .then_some(Status::Diverged { step })
+}
+
+/// Whether the run ends after `step`: its evaluation met the target, or the
+/// budget of `total_steps` is spent.
+pub fn decide_after_eval(
+    cfg: &TrainConfig,
+    step: u64,
+    total_steps: u64,
+    evaluation: Option<&EvalPoint>,
+) -> Option<Status> {
+    let met = cfg.target.zip(evaluation).is_some_and(|(t, p)| t.is_met(p));
+    if met {
+        Some(Status::ReachedTarget { step })
+    } else if step >= total_steps {
+        Some(Status::Completed)
+    } else {
+        None
+    }
+}
+
+/// Checks that the configuration fits the data, the model and the checkpointing.
+fn check(
+    model: &Model,
+    data: &Data,
+    cfg: &TrainConfig,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<()> {
     cfg.validate_for(data.train.len())?;
     match model.batch_norm {
         Some(norm) if norm != batch_norm(cfg) => {
@@ -191,115 +263,178 @@ pub fn train_resumable(
             "checkpoint every_steps must be positive".into(),
         ));
     }
-    let start = Instant::now();
-    let params = model.params();
-    let steps_per_epoch = cfg.steps_per_epoch(data.train.len());
-    let total_steps = cfg.total_steps(data.train.len());
-    let horizon = cfg.horizon(data.train.len());
-    let mut optimizer = cfg.optimizer.build(&params, &cfg.schedule, &horizon)?;
-    let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
-    if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
-        state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;
-        tracing::info!(step = state.step, path = %c.path.display(), "resuming from checkpoint");
-    }
-    let micro = cfg.micro_batch_size.unwrap_or(cfg.batch_size);
-    observer.started(total_steps);
+    Ok(())
+}
 
-    let mut batch = BatchBuffers::default();
-    let finish = |state: LoopState, status: Status| {
+/// One step's gradients before the update.
+struct Gradients {
+    /// The batch's mean loss.
+    loss: f64,
+    /// The batch's mean gradient.
+    grads: Tree,
+    /// Each micro-batch's size and gradient, for noise-scale tracking.
+    micro: Vec<(usize, Tree)>,
+}
+
+/// A run in progress: what the loop's parts share.
+struct Run<'a> {
+    model: &'a Model,
+    data: &'a Data,
+    cfg: &'a TrainConfig,
+    device: &'a Device,
+    checkpointing: Option<&'a Checkpointing>,
+    params: bigbatch_optim::Params,
+    optimizer: bigbatch_optim::Optimizer,
+    state: LoopState,
+    batch: BatchBuffers,
+    steps_per_epoch: u64,
+    total_steps: u64,
+    last_loss: f64,
+    start: Instant,
+}
+
+impl<'a> Run<'a> {
+    /// The optimizer built from the spec, and the state resumed from the
+    /// checkpoint if there is one.
+    fn new(
+        model: &'a Model,
+        data: &'a Data,
+        cfg: &'a TrainConfig,
+        device: &'a Device,
+        checkpointing: Option<&'a Checkpointing>,
+    ) -> Result<Self> {
+        let params = model.params();
+        let horizon = cfg.horizon(data.train.len());
+        let mut optimizer = cfg.optimizer.build(&params, &cfg.schedule, &horizon)?;
+        let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
+        if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
+            state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;
+            tracing::info!(step = state.step, path = %c.path.display(), "resuming from checkpoint");
+        }
+        Ok(Self {
+            model,
+            data,
+            cfg,
+            device,
+            checkpointing,
+            params,
+            optimizer,
+            state,
+            batch: BatchBuffers::default(),
+            steps_per_epoch: horizon.steps_per_epoch,
+            total_steps: horizon.total_steps,
+            last_loss: f64::NAN,
+            start: Instant::now(),
+        })
+    }
+
+    /// Forward and backward over the batch's micro-batches, gradients
+    /// averaged by size ([`Accumulator`]); stops at a non-finite loss.
+    fn gradients(&mut self, indices: &[usize]) -> Result<Gradients> {
+        let (model, data, cfg, device) = (self.model, self.data, self.cfg, self.device);
+        let micro = cfg.micro_batch_size.unwrap_or(cfg.batch_size);
+        let (params, batch) = (&self.params, &mut self.batch);
+        let mut accumulator = Accumulator::new();
+        let mut micro_grads: Vec<(usize, Tree)> = Vec::new();
+        let mut loss_value = 0.0;
+        on_pool(|| -> Result<()> {
+            for chunk in indices.chunks(micro) {
+                let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
+                let logits = model.net.forward(&xs, true)?;
+                let loss =
+                    bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
+                let value = f64::from(loss.to_scalar::<f32>()?);
+                loss_value += value * chunk.len() as f64 / indices.len() as f64;
+                if !value.is_finite() {
+                    break;
+                }
+                let grads = params.grads(&loss.backward()?)?;
+                accumulator.add(&grads, chunk.len())?;
+                if cfg.track_noise_scale {
+                    micro_grads.push((chunk.len(), grads));
+                }
+            }
+            Ok(())
+        })?;
+        let grads = if loss_value.is_finite() {
+            accumulator.take()?
+        } else {
+            Tree::new()
+        };
+        Ok(Gradients {
+            loss: loss_value,
+            grads,
+            micro: micro_grads,
+        })
+    }
+
+    /// Applies the optimizer update of `step` and tracks the noise scale.
+    fn update(&mut self, step: u64, g: Gradients) -> Result<Option<NoiseScaleStep>> {
+        let (optimizer, params) = (&mut self.optimizer, &self.params);
+        on_pool(|| optimizer.step(params, g.grads))?;
+        self.state.step = step;
+        self.state.loss_sum += g.loss;
+        self.state.loss_count += 1;
+        self.last_loss = g.loss;
+        if !self.cfg.track_noise_scale {
+            return Ok(None);
+        }
+        let n = self.state.tracker.observe(&g.micro)?;
+        self.state.noise_scale.push(n);
+        Ok(Some(n))
+    }
+
+    /// Evaluates on the test split after `step` and appends the point to the curve.
+    fn evaluate(&mut self, step: u64, noise: Option<NoiseScaleStep>) -> Result<EvalPoint> {
+        let data = self.data;
+        let (test_loss, test_accuracy) = evaluate(
+            self.model,
+            &data.test,
+            &data.normalization,
+            self.cfg.eval_batch_size,
+            self.device,
+        )?;
+        let point = EvalPoint {
+            step,
+            epoch: step as f64 / self.steps_per_epoch as f64,
+            examples: step * self.cfg.batch_size as u64,
+            train_loss: self.state.loss_sum / self.state.loss_count.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            b_simple: noise.map(|n| n.raw.b_simple),
+            b_simple_smoothed: noise.map(|n| n.smoothed.b_simple),
+        };
+        self.state.curve.push(point.clone());
+        (self.state.loss_sum, self.state.loss_count) = (0.0, 0);
+        Ok(point)
+    }
+
+    /// Saves a checkpoint if one is due after `step`.
+    fn checkpoint(&self, step: u64) -> Result<()> {
+        if let Some(c) = self
+            .checkpointing
+            .filter(|c| step.is_multiple_of(c.every_steps))
+        {
+            let mut saved = self.state.clone();
+            saved.wall_seconds += self.start.elapsed().as_secs_f64();
+            checkpoint::save(&c.path, &saved, self.model, &self.optimizer)?;
+        }
+        Ok(())
+    }
+
+    /// The outcome of a run that ended with `status`.
+    fn finish(self, status: Status) -> Outcome {
         let steps_to_target = match status {
             Status::ReachedTarget { step } => Some(step),
             _ => None,
         };
         Outcome {
-            curve: state.curve,
+            curve: self.state.curve,
             status,
             steps_to_target,
-            noise_scale: state.noise_scale,
-            wall_seconds: state.wall_seconds + start.elapsed().as_secs_f64(),
+            noise_scale: self.state.noise_scale,
+            wall_seconds: self.state.wall_seconds + self.start.elapsed().as_secs_f64(),
         }
-    };
-    let mut epoch = state.step / steps_per_epoch.max(1);
-    let mut skip = (state.step % steps_per_epoch.max(1)) as usize;
-    loop {
-        let batches = Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true);
-        for indices in batches.skip(std::mem::take(&mut skip)) {
-            let step = state.step + 1;
-            let mut accumulator = Accumulator::new();
-            let mut micro_grads: Vec<(usize, Tree)> = Vec::new();
-            let mut loss_value = 0.0;
-            on_pool(|| -> Result<()> {
-                for chunk in indices.chunks(micro) {
-                    let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
-                    let logits = model.net.forward(&xs, true)?;
-                    let loss =
-                        bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
-                    let value = f64::from(loss.to_scalar::<f32>()?);
-                    loss_value += value * chunk.len() as f64 / indices.len() as f64;
-                    if !value.is_finite() {
-                        break;
-                    }
-                    let grads = params.grads(&loss.backward()?)?;
-                    accumulator.add(&grads, chunk.len())?;
-                    if cfg.track_noise_scale {
-                        micro_grads.push((chunk.len(), grads));
-                    }
-                }
-                Ok(())
-            })?;
-            let initial = *state.first_loss.get_or_insert(loss_value);
-            if !loss_value.is_finite() || loss_value > cfg.divergence_factor * initial {
-                return Ok(finish(state, Status::Diverged { step }));
-            }
-            let grads = accumulator.take()?;
-            on_pool(|| optimizer.step(&params, grads))?;
-            state.step = step;
-            let noise = if cfg.track_noise_scale {
-                let n = state.tracker.observe(&micro_grads)?;
-                state.noise_scale.push(n);
-                Some(n)
-            } else {
-                None
-            };
-            observer.stepped(step, loss_value);
-            state.loss_sum += loss_value;
-            state.loss_count += 1;
-            if step.is_multiple_of(cfg.eval_every_steps) || step == total_steps {
-                let (test_loss, test_accuracy) = evaluate(
-                    model,
-                    &data.test,
-                    &data.normalization,
-                    cfg.eval_batch_size,
-                    device,
-                )?;
-                let point = EvalPoint {
-                    step,
-                    epoch: step as f64 / steps_per_epoch as f64,
-                    examples: step * cfg.batch_size as u64,
-                    train_loss: state.loss_sum / state.loss_count.max(1) as f64,
-                    test_loss,
-                    test_accuracy,
-                    b_simple: noise.map(|n| n.raw.b_simple),
-                    b_simple_smoothed: noise.map(|n| n.smoothed.b_simple),
-                };
-                observer.evaluated(&point);
-                let met = cfg.target.is_some_and(|t| t.is_met(&point));
-                state.curve.push(point);
-                (state.loss_sum, state.loss_count) = (0.0, 0);
-                if met {
-                    return Ok(finish(state, Status::ReachedTarget { step }));
-                }
-            }
-            if step == total_steps {
-                return Ok(finish(state, Status::Completed));
-            }
-            if let Some(c) = checkpointing.filter(|c| step.is_multiple_of(c.every_steps)) {
-                let mut saved = state.clone();
-                saved.wall_seconds += start.elapsed().as_secs_f64();
-                checkpoint::save(&c.path, &saved, model, &optimizer)?;
-            }
-        }
-        epoch += 1;
     }
 }
 
@@ -359,5 +494,92 @@ impl BatchBuffers {
         )?;
         let ys = Tensor::from_slice(&self.labels, indices.len(), device)?;
         Ok((xs, ys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bigbatch_spec::{Budget, Metric, OptimizerSpec, Target};
+
+    /// Plays the loop's stop decisions over scripted per-step losses and
+    /// per-evaluation accuracies (evaluating every `every` steps).
+    fn play(
+        cfg: &TrainConfig,
+        total: u64,
+        losses: &[f64],
+        accuracy: impl Fn(u64) -> f64,
+    ) -> Status {
+        let mut first = None;
+        for (i, &loss) in losses.iter().enumerate() {
+            let step = i as u64 + 1;
+            let first = *first.get_or_insert(loss);
+            if let Some(s) = decide_after_step(cfg, step, loss, first) {
+                return s;
+            }
+            let point = step
+                .is_multiple_of(cfg.eval_every_steps)
+                .then(|| EvalPoint {
+                    step,
+                    epoch: 0.0,
+                    examples: 0,
+                    train_loss: loss,
+                    test_loss: loss,
+                    test_accuracy: accuracy(step),
+                    b_simple: None,
+                    b_simple_smoothed: None,
+                });
+            if let Some(s) = decide_after_eval(cfg, step, total, point.as_ref()) {
+                return s;
+            }
+        }
+        panic!("the script ran out before a decision")
+    }
+
+    fn cfg(target: Option<f64>) -> TrainConfig {
+        let mut cfg = TrainConfig::new(8, Budget::Steps(10), OptimizerSpec::default());
+        cfg.eval_every_steps = 2;
+        cfg.target = target.map(|threshold| Target {
+            metric: Metric::TestAccuracy,
+            threshold,
+        });
+        cfg
+    }
+
+    #[test]
+    fn the_target_is_met_at_the_first_evaluation_reaching_it() {
+        let losses = [2.3; 10];
+        // Accuracy 0.1·step: 0.6 first reached at step 6, an evaluation step.
+        let s = play(&cfg(Some(0.55)), 10, &losses, |step| 0.1 * step as f64);
+        assert_eq!(s, Status::ReachedTarget { step: 6 });
+        // Reached between evaluations (0.5 at step 5): counted at step 6.
+        let s = play(&cfg(Some(0.5)), 10, &losses, |step| 0.1 * step as f64);
+        assert_eq!(s, Status::ReachedTarget { step: 6 });
+    }
+
+    #[test]
+    fn the_budget_ends_a_run_that_never_meets_its_target() {
+        let s = play(&cfg(Some(0.99)), 10, &[2.3; 10], |_| 0.5);
+        assert_eq!(s, Status::Completed);
+        let s = play(&cfg(None), 7, &[2.3; 10], |_| 0.5);
+        assert_eq!(s, Status::Completed);
+    }
+
+    #[test]
+    fn a_non_finite_or_exploding_loss_diverges_at_its_step() {
+        let mut losses = [2.3; 10];
+        losses[3] = f64::NAN;
+        assert_eq!(
+            play(&cfg(None), 10, &losses, |_| 0.1),
+            Status::Diverged { step: 4 }
+        );
+        let mut losses = [2.3; 10];
+        losses[4] = 23.1; // > 10 × the first loss
+        assert_eq!(
+            play(&cfg(None), 10, &losses, |_| 0.1),
+            Status::Diverged { step: 5 }
+        );
+        losses[4] = 22.9;
+        assert_eq!(play(&cfg(None), 10, &losses, |_| 0.1), Status::Completed);
     }
 }
