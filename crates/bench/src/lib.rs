@@ -30,4 +30,4 @@ pub use train::{
     CANDLE_SPIN_LIMIT, Checkpointing, Observer, Outcome, batch_norm, decide_after_eval,
     decide_after_step, evaluate, on_pool, quiet_candle_pool, train, train_resumable,
 };
-pub use workload::{Data, Model, WorkloadExt};
+pub use workload::{Data, Model, WorkloadExt, build_model};

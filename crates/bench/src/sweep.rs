@@ -38,9 +38,12 @@ pub fn run_trial(
     checkpointing: Option<&Checkpointing>,
 ) -> Result<TrialResult> {
     let data = spec.workload.load_data(data_dir)?;
-    let model = spec
-        .workload
-        .build_model(spec.train.seed, batch_norm(&spec.train), device)?;
+    let model = crate::build_model(
+        spec.model(),
+        spec.train.seed,
+        batch_norm(&spec.train),
+        device,
+    )?;
     let outcome = train_resumable(&model, &data, &spec.train, device, observer, checkpointing)?;
     let provenance = crate::provenance(
         spec.train.seed,
@@ -49,7 +52,7 @@ pub fn run_trial(
         spec.workload,
         &data,
     );
-    let record = outcome.into_record(spec.workload, spec.train.clone(), provenance);
+    let record = outcome.into_record(spec, provenance);
     Ok(TrialResult {
         schema: Schema,
         id: spec.id(),

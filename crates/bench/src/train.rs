@@ -8,7 +8,7 @@ use bigbatch_models::Norm;
 use bigbatch_noise::{NoiseScaleConfig, NoiseScaleStep, NoiseScaleTracker};
 use bigbatch_optim::{Accumulator, BuildOptimizer, Tree};
 use bigbatch_record::{Provenance, RunRecord, Schema};
-use bigbatch_spec::{TrainConfig, WorkloadKind};
+use bigbatch_spec::{RunSpec, TrainConfig};
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::checkpoint::{self, LoopState};
@@ -36,17 +36,14 @@ pub trait Observer {
 impl Observer for () {}
 
 impl Outcome {
-    /// The record of this run of `workload` with `config`.
-    pub fn into_record(
-        self,
-        workload: WorkloadKind,
-        config: TrainConfig,
-        provenance: Provenance,
-    ) -> RunRecord {
+    /// The record of this run of `spec`.
+    pub fn into_record(self, spec: &RunSpec, provenance: Provenance) -> RunRecord {
+        let (workload, model, config) = (spec.workload, spec.model(), spec.train.clone());
         let examples_to_target = self.steps_to_target.map(|s| s * config.batch_size as u64);
         RunRecord {
             schema: Schema,
             workload,
+            model,
             config,
             provenance,
             status: self.status,

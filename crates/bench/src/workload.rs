@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 
 use bigbatch_data::vision::{cifar, mnist};
 use bigbatch_data::{ImageClassification, Normalization, Split};
-use bigbatch_models::{
-    CifarResNet, CifarResNetConfig, KeskarF1, KeskarF1Config, LeNet5, LeNet5Config, Network, Norm,
-    SimpleCnn, SimpleCnnConfig, VarStore,
-};
+use bigbatch_models::{BuildModel, Network, Norm, VarStore};
 use bigbatch_optim::Params;
-use bigbatch_spec::{DatasetName, WorkloadKind};
+use bigbatch_spec::{DatasetName, ModelKind, WorkloadKind};
 use candle_core::{DType, Device};
 
 use crate::{FileDigest, Result};
@@ -116,39 +113,32 @@ impl WorkloadExt for WorkloadKind {
     }
 
     fn build_model(self, seed: u64, norm: Norm, device: &Device) -> Result<Model> {
-        if !self.has_batch_norm() && norm != Norm::Batch {
+        build_model(self.workload().model, seed, norm, device)
+    }
+}
+
+/// Builds `kind` through the model registry ([`BuildModel`]) with variables
+/// drawn from `seed`; its batch-norm layers (if any) normalise with `norm`.
+///
+/// # Errors
+/// A model error for a ghost batch size on a model without batch norm;
+/// [`crate::Error::Config`] for a model the loop cannot train (an autoencoder).
+pub fn build_model(kind: ModelKind, seed: u64, norm: Norm, device: &Device) -> Result<Model> {
+    let vars = VarStore::new(seed);
+    let built = kind.build_with(norm, vars.var_builder(DType::F32, device))?;
+    let net = match built {
+        bigbatch_models::Model::Classifier(net) => net,
+        bigbatch_models::Model::Autoencoder(_) => {
             return Err(crate::Error::Config(format!(
-                "{self:?} has no batch norm, so it takes no ghost batch size"
+                "{kind} is an autoencoder; the training loop trains classifiers"
             )));
         }
-        let vars = VarStore::new(seed);
-        let vb = vars.var_builder(DType::F32, device);
-        let net: Box<dyn Network> = match self {
-            WorkloadKind::MnistLenet5 => Box::new(LeNet5::new(&LeNet5Config::default(), vb)?),
-            WorkloadKind::MnistSimpleCnn | WorkloadKind::FashionMnistSimpleCnn => {
-                Box::new(SimpleCnn::new(&SimpleCnnConfig::shallue(), vb)?)
-            }
-            WorkloadKind::Cifar10Resnet8 => Box::new(CifarResNet::new(
-                &CifarResNetConfig {
-                    norm,
-                    ..CifarResNetConfig::resnet8()
-                },
-                vb,
-            )?),
-            WorkloadKind::MnistKeskarF1 => Box::new(KeskarF1::new(
-                &KeskarF1Config {
-                    norm,
-                    ..KeskarF1Config::default()
-                },
-                vb,
-            )?),
-        };
-        Ok(Model {
-            net,
-            vars,
-            batch_norm: self.has_batch_norm().then_some(norm),
-        })
-    }
+    };
+    Ok(Model {
+        net,
+        vars,
+        batch_norm: kind.has_batch_norm().then_some(norm),
+    })
 }
 
 /// SHA-256 of each file, named by its file name.

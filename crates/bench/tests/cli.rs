@@ -125,3 +125,56 @@ fn corrupt_gzip_and_bad_magic_name_the_file() -> Result<()> {
     assert!(errors[0].to_lowercase().contains("magic"), "{}", errors[0]);
     Ok(())
 }
+
+#[test]
+fn any_registered_model_that_fits_the_data_trains_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path())?;
+    let train = |model: &str| -> Result<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_bigbatch"))
+            .args([
+                "train",
+                "--quiet",
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--threads",
+                "1",
+            ])
+            .args(["--model", model])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(dir.path().join(format!("{model}.json")))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()?)
+    };
+    for model in ["tpu-mnist", "keskar-f1", "simple-cnn"] {
+        let out = train(model)?;
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(format!("{model}.json")))?)?;
+        assert_eq!(record["model"], model);
+        assert_eq!(record["workload"], "mnist-lenet5");
+    }
+    // A CIFAR model on MNIST, an autoencoder, a typo: refused before any work.
+    for (model, needle) in [
+        ("resnet20", "3×32×32"),
+        ("svhn-vae", "autoencoder"),
+        ("lenet", "lenet5"),
+    ] {
+        let out = train(model)?;
+        assert!(!out.status.success());
+        let errors = error_lines(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{model}: {stderr}");
+        assert!(errors.len() <= 1, "{errors:?}");
+    }
+    Ok(())
+}

@@ -54,5 +54,5 @@ pub use resnet::{Block, ResNet, ResNetConfig, Stem};
 pub use resnet_cifar::{CifarResNet, CifarResNetConfig, Shortcut};
 pub use simple_cnn::{SimpleCnn, SimpleCnnConfig};
 pub use store::{BUFFER_NAMES, ParamKind, VarStore, is_buffer};
-pub use summary::{Model, ModelKind, summary_table};
+pub use summary::{BuildModel, Model, ModelKind, summary_table};
 pub use vae::{Elbo, SvhnVae, SvhnVaeConfig};

@@ -1,6 +1,6 @@
 //! The record of one training run.
 
-use bigbatch_spec::{EvalPoint, TrainConfig, WorkloadKind};
+use bigbatch_spec::{EvalPoint, ModelKind, TrainConfig, WorkloadKind};
 use serde::{Deserialize, Serialize};
 
 use crate::{NoiseScaleStep, Provenance, Schema};
@@ -10,8 +10,10 @@ use crate::{NoiseScaleStep, Provenance, Schema};
 pub struct RunRecord {
     /// The schema version ([`crate::SCHEMA_VERSION`]); another version is refused when read.
     pub schema: Schema,
-    /// The workload trained.
+    /// The workload trained (data set and target).
     pub workload: WorkloadKind,
+    /// The model trained (the workload's own unless the run chose another).
+    pub model: ModelKind,
     /// The training configuration.
     pub config: TrainConfig,
     /// Where and how the run happened.

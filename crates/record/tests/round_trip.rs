@@ -14,6 +14,7 @@ fn record() -> RunRecord {
     RunRecord {
         schema: Schema,
         workload: WorkloadKind::MnistKeskarF1,
+        model: bigbatch_spec::ModelKind::KeskarF1,
         config: TrainConfig::new(
             256,
             Budget::Epochs(3),
@@ -64,9 +65,8 @@ fn records_round_trip_through_their_files() -> anyhow::Result<()> {
     write_json_atomic(&dir.path().join("a/run.json"), &run)?;
     assert_eq!(read_json::<RunRecord>(&dir.path().join("a/run.json"))?, run);
     let spec = RunSpec {
-        workload: run.workload,
-        train: run.config.clone(),
         search_index: Some(4),
+        ..RunSpec::new(run.workload, run.config.clone())
     };
     let trial = TrialResult {
         schema: Schema,

@@ -31,6 +31,7 @@
 
 mod error;
 mod mask;
+mod model;
 mod optimizer;
 mod record;
 mod schedule;
@@ -41,10 +42,11 @@ mod workload;
 
 pub use error::{Error, Result};
 pub use mask::{MaskSpec, ParamKind};
+pub use model::{ModelKind, Task};
 pub use optimizer::{Method, OptimizerSpec, TrustRatioSpec, Value};
 pub use record::EvalPoint;
 pub use schedule::{Decay, Horizon, Length, ScheduleSpec};
 pub use search::{Dimension, Param, Scale, SearchPoint, SearchSpace, halton};
 pub use sweep::{RunSpec, StepBudget, SweepPlan};
 pub use train::{Budget, Metric, Target, TrainConfig};
-pub use workload::{Architecture, DatasetName, Loss, Workload, WorkloadKind};
+pub use workload::{DatasetName, Loss, Workload, WorkloadKind};

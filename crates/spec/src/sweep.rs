@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Budget, Error, OptimizerSpec, Result, ScheduleSpec, SearchSpace, Target, TrainConfig,
-    WorkloadKind,
+    Budget, Error, ModelKind, OptimizerSpec, Result, ScheduleSpec, SearchSpace, Target,
+    TrainConfig, WorkloadKind,
 };
 
 /// One run: a workload trained once with one configuration. What `bigbatch
@@ -24,8 +24,12 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSpec {
-    /// What is trained.
+    /// What is trained: the data set, its model and target.
     pub workload: WorkloadKind,
+    /// Another model of `bigbatch-models` to train on the workload's data
+    /// instead of its own (same input shape and classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelKind>,
     /// How.
     #[serde(default)]
     pub train: TrainConfig,
@@ -35,6 +39,40 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// A run of `workload`'s own model with `train`.
+    pub fn new(workload: WorkloadKind, train: TrainConfig) -> Self {
+        Self {
+            workload,
+            model: None,
+            train,
+            search_index: None,
+        }
+    }
+
+    /// The model trained: `model`, else the workload's.
+    pub fn model(&self) -> ModelKind {
+        self.model.unwrap_or(self.workload.workload().model)
+    }
+
+    /// Checks everything that needs no data: the training configuration,
+    /// and that the model fits the workload's data.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate`] and [`ModelKind::check_fits`]; a ghost
+    /// batch size for a model without batch norm.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        let model = self.model();
+        model.check_fits(self.workload.workload().dataset)?;
+        if self.train.ghost_batch_size.is_some() && !model.has_batch_norm() {
+            return Err(Error::Inconsistent {
+                field: "ghost_batch_size".into(),
+                problem: format!("{model} has no batch norm"),
+            });
+        }
+        Ok(())
+    }
+
     /// A stable id: 16 hex digits of the FNV-1a hash of the spec's JSON.
     pub fn id(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -145,9 +183,8 @@ impl SweepPlan {
             {
                 p.config.validate_for(train_len)?;
                 trials.push(RunSpec {
-                    workload: self.workload,
-                    train: p.config,
                     search_index: Some(p.index),
+                    ..RunSpec::new(self.workload, p.config)
                 });
             }
         }

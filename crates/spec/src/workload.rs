@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Metric, Target};
+use crate::{Metric, ModelKind, Target};
 
 /// A dataset, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +26,19 @@ impl DatasetName {
         }
     }
 
+    /// The shape of one image, `[channels, height, width]`.
+    pub fn shape(self) -> [usize; 3] {
+        match self {
+            DatasetName::Mnist | DatasetName::FashionMnist => [1, 28, 28],
+            DatasetName::Cifar10 => [3, 32, 32],
+        }
+    }
+
+    /// The number of classes.
+    pub fn classes(self) -> usize {
+        10
+    }
+
     /// The name as papers write it.
     pub fn title(self) -> &'static str {
         match self {
@@ -33,27 +46,6 @@ impl DatasetName {
             DatasetName::FashionMnist => "Fashion-MNIST",
             DatasetName::Cifar10 => "CIFAR-10",
         }
-    }
-}
-
-/// A model family, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Architecture {
-    /// LeNet-5 (LeCun et al. 1998).
-    Lenet5,
-    /// Shallue et al.'s simple CNN (two conv + max-pool layers, then dense).
-    SimpleCnn,
-    /// ResNet-8 (He et al. 2016), as in Shallue et al. (2019).
-    Resnet8,
-    /// Keskar et al.'s F1: 784 → 512×5 → 10, fully connected with batch norm.
-    KeskarF1,
-}
-
-impl Architecture {
-    /// Whether the model has batch-norm layers.
-    pub fn has_batch_norm(self) -> bool {
-        matches!(self, Architecture::Resnet8 | Architecture::KeskarF1)
     }
 }
 
@@ -70,8 +62,8 @@ pub enum Loss {
 pub struct Workload {
     /// The data.
     pub dataset: DatasetName,
-    /// The model family.
-    pub model: Architecture,
+    /// The model.
+    pub model: ModelKind,
     /// The training loss.
     pub loss: Loss,
     /// The target on the test split.
@@ -139,26 +131,26 @@ impl WorkloadKind {
             // You et al. (2020) train LeNet-5 on MNIST to 99.2% test accuracy.
             WorkloadKind::MnistLenet5 => (
                 DatasetName::Mnist,
-                Architecture::Lenet5,
+                ModelKind::LeNet5,
                 Metric::TestAccuracy,
                 0.992,
             ),
             // Shallue et al. (2019), Table 1.
             WorkloadKind::MnistSimpleCnn => (
                 DatasetName::Mnist,
-                Architecture::SimpleCnn,
+                ModelKind::SimpleCnn,
                 Metric::TestError,
                 0.01,
             ),
             WorkloadKind::FashionMnistSimpleCnn => (
                 DatasetName::FashionMnist,
-                Architecture::SimpleCnn,
+                ModelKind::SimpleCnn,
                 Metric::TestError,
                 0.10,
             ),
             WorkloadKind::Cifar10Resnet8 => (
                 DatasetName::Cifar10,
-                Architecture::Resnet8,
+                ModelKind::ResNet8,
                 Metric::TestError,
                 0.30,
             ),
@@ -166,7 +158,7 @@ impl WorkloadKind {
             // accuracy with small batches and 97.8% with large ones.
             WorkloadKind::MnistKeskarF1 => (
                 DatasetName::Mnist,
-                Architecture::KeskarF1,
+                ModelKind::KeskarF1,
                 Metric::TestAccuracy,
                 0.978,
             ),

@@ -2,8 +2,8 @@
 //! refused with the field or key named.
 
 use bigbatch_spec::{
-    Budget, Decay, Dimension, Length, MaskSpec, Method, OptimizerSpec, Param, ParamKind, RunSpec,
-    ScheduleSpec, SearchSpace, TrainConfig, TrustRatioSpec, WorkloadKind,
+    Budget, Decay, Dimension, Length, MaskSpec, Method, ModelKind, OptimizerSpec, Param, ParamKind,
+    RunSpec, ScheduleSpec, SearchSpace, TrainConfig, TrustRatioSpec, WorkloadKind,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -116,6 +116,7 @@ fn run_specs_with_every_field_round_trip() {
         train.micro_batch_size = Some(64);
         let spec = RunSpec {
             workload: WorkloadKind::MnistLenet5,
+            model: Some(ModelKind::TpuMnist),
             train,
             search_index: Some(3),
         };

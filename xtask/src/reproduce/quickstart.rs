@@ -186,6 +186,7 @@ mod tests {
         RunRecord {
             schema: Schema,
             workload: WorkloadKind::MnistLenet5,
+            model: WorkloadKind::MnistLenet5.workload().model,
             config: TrainConfig::new(
                 128,
                 Budget::Steps(300),

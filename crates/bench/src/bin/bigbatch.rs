@@ -20,7 +20,7 @@ use bigbatch_bench::{
     WorkloadExt, WorkloadKind, batch_norm, device_label, read_json, run_sweep, run_trial,
     slurm_script, summarize, train_resumable, write_json_atomic,
 };
-use bigbatch_spec::{Decay, Length, Method, OptimizerSpec, TrustRatioSpec, Value};
+use bigbatch_spec::{Decay, Length, Method, ModelKind, OptimizerSpec, TrustRatioSpec, Value};
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -179,9 +179,13 @@ struct TrainArgs {
     /// flags below override what it says.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// What to train (default: the config's, else mnist-lenet5).
+    /// What to train: data set, model and target (default: the config's, else mnist-lenet5).
     #[arg(long, value_parser = parse_workload)]
     workload: Option<WorkloadKind>,
+    /// Train this model of `bigbatch models` on the workload's data instead
+    /// of its own (same input shape and classes).
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelKind>,
     /// Directory holding the datasets (`<dir>/mnist/…`, `<dir>/cifar-10/…`).
     #[arg(long, env = "BIGBATCH_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
@@ -295,6 +299,10 @@ struct ScheduleArgs {
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind> {
+    Ok(s.parse()?)
+}
+
+fn parse_model(s: &str) -> Result<ModelKind> {
     Ok(s.parse()?)
 }
 
@@ -439,14 +447,13 @@ impl TrainArgs {
     fn spec(&self) -> Result<RunSpec> {
         let mut spec = match &self.config {
             Some(path) => read_spec(path)?,
-            None => RunSpec {
-                workload: WorkloadKind::MnistLenet5,
-                train: Default::default(),
-                search_index: None,
-            },
+            None => RunSpec::new(WorkloadKind::MnistLenet5, Default::default()),
         };
         if let Some(w) = self.workload {
             spec.workload = w;
+        }
+        if let Some(m) = self.model {
+            spec.model = Some(m);
         }
         let t = &mut spec.train;
         if let Some(b) = self.batch_size {
@@ -539,7 +546,7 @@ fn run() -> Result<()> {
     // Every check that needs no data, before any data is read or thread started.
     match &cli.command {
         Command::Train(args) => {
-            args.spec()?.train.validate()?;
+            args.spec()?.validate()?;
             check_output(&args.out)?;
             args.checkpoint.check()?;
         }
@@ -786,12 +793,10 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
-    let RunSpec {
-        workload,
-        train: mut config,
-        ..
-    } = args.spec()?;
-    config.validate()?;
+    let mut spec = args.spec()?;
+    spec.validate()?;
+    let (workload, model_kind) = (spec.workload, spec.model());
+    let config = &mut spec.train;
     let device = args.device.open()?;
     let data = workload
         .load_data(&args.data_dir)
@@ -800,9 +805,10 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         config.eval_every_steps = config.steps_per_epoch(data.train.len()).max(1);
     }
     config.validate_for(data.train.len())?;
-    let model = workload.build_model(config.seed, batch_norm(&config), &device)?;
+    let model = bigbatch_bench::build_model(model_kind, config.seed, batch_norm(config), &device)?;
     tracing::info!(
         workload = %workload,
+        model = %model_kind,
         train = data.train.len(),
         test = data.test.len(),
         parameters = model.vars.elem_count(),
@@ -816,7 +822,7 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
     let outcome = train_resumable(
         &model,
         &data,
-        &config,
+        config,
         &device,
         &mut bar,
         checkpointing.as_ref(),
@@ -829,7 +835,7 @@ fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
         workload,
         &data,
     );
-    let record = outcome.into_record(workload, config, provenance);
+    let record = outcome.into_record(&spec, provenance);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
     match record.final_eval() {
