@@ -51,9 +51,29 @@ pub enum Error {
     /// A spec value is out of range or inconsistent; the error names the field.
     #[error(transparent)]
     Spec(#[from] bigbatch_spec::Error),
-    /// A configuration value is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// The model's batch norm is not the one the configuration asks for.
+    #[error(
+        "the model's batch norm is {model:?} but the configuration asks for {config:?} \
+         (ghost_batch_size); build the model with batch_norm(cfg)"
+    )]
+    BatchNormMismatch {
+        /// The model's (`None`: it has no batch norm).
+        model: Option<bigbatch_models::Norm>,
+        /// The configuration's.
+        config: bigbatch_models::Norm,
+    },
+    /// A model the training loop cannot train.
+    #[error("{model} is an autoencoder; the training loop trains classifiers")]
+    NotAClassifier {
+        /// The model.
+        model: bigbatch_spec::ModelKind,
+    },
+    /// A sweep directory already holds another plan.
+    #[error("{path} holds a different sweep plan; use a fresh directory")]
+    SweepPlanChanged {
+        /// The directory's `plan.json`.
+        path: PathBuf,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

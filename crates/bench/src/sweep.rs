@@ -104,15 +104,12 @@ impl SweepDir {
     /// directory already holding a different plan is refused.
     ///
     /// # Errors
-    /// [`Error::Config`] for a different existing plan; I/O errors.
+    /// [`Error::SweepPlanChanged`] for a different existing plan; I/O errors.
     pub fn prepare(&self, plan: &SweepPlan, trials: &[RunSpec]) -> Result<Vec<String>> {
         if self.plan().exists() {
             let existing: SweepPlan = read_json(&self.plan())?;
             if existing != *plan {
-                return Err(Error::Config(format!(
-                    "{} holds a different sweep plan; use a fresh directory",
-                    self.plan().display()
-                )));
+                return Err(Error::SweepPlanChanged { path: self.plan() });
             }
         } else {
             write_json_atomic(&self.plan(), plan)?;

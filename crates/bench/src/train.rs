@@ -138,8 +138,8 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// step is the steps-to-target of Shallue et al. (2019).
 ///
 /// # Errors
-/// [`Error::Config`] for an invalid configuration, or a model whose batch
-/// norm is not [`batch_norm`]`(cfg)`; tensor errors otherwise.
+/// [`Error::Spec`] for an invalid configuration, [`Error::BatchNormMismatch`]
+/// for a model whose batch norm is not [`batch_norm`]`(cfg)`; tensor errors otherwise.
 pub fn train(
     model: &Model,
     data: &Data,
@@ -241,24 +241,24 @@ fn check(
     checkpointing: Option<&Checkpointing>,
 ) -> Result<()> {
     cfg.validate_for(data.train.len())?;
-    match model.batch_norm {
-        Some(norm) if norm != batch_norm(cfg) => {
-            return Err(Error::Config(format!(
-                "the model's batch norm is {norm:?} but the configuration asks for {:?}; build it with batch_norm(cfg)",
-                batch_norm(cfg)
-            )));
-        }
-        None if cfg.ghost_batch_size.is_some() => {
-            return Err(Error::Config(
-                "ghost_batch_size is set but the model has no batch norm".into(),
-            ));
-        }
-        _ => {}
+    let wanted = batch_norm(cfg);
+    let fits = match model.batch_norm {
+        Some(norm) => norm == wanted,
+        None => cfg.ghost_batch_size.is_none(),
+    };
+    if !fits {
+        return Err(Error::BatchNormMismatch {
+            model: model.batch_norm,
+            config: wanted,
+        });
     }
     if checkpointing.is_some_and(|c| c.every_steps == 0) {
-        return Err(Error::Config(
-            "checkpoint every_steps must be positive".into(),
-        ));
+        return Err(bigbatch_spec::Error::OutOfRange {
+            field: "checkpointing.every_steps".into(),
+            value: 0.0,
+            expected: ">= 1",
+        }
+        .into());
     }
     Ok(())
 }

@@ -69,8 +69,8 @@ pub trait WorkloadExt {
     /// batch-norm layers (if any) normalise with `norm`.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for a ghost batch size on a
-    /// model without batch norm; a model error (candle allocation) otherwise.
+    /// A model error ([`bigbatch_models::Error::InvalidConfig`]) for a ghost
+    /// batch size on a model without batch norm, or from candle allocation.
     fn build_model(self, seed: u64, norm: Norm, device: &Device) -> Result<Model>;
 }
 
@@ -122,16 +122,14 @@ impl WorkloadExt for WorkloadKind {
 ///
 /// # Errors
 /// A model error for a ghost batch size on a model without batch norm;
-/// [`crate::Error::Config`] for a model the loop cannot train (an autoencoder).
+/// [`crate::Error::NotAClassifier`] for a model the loop cannot train.
 pub fn build_model(kind: ModelKind, seed: u64, norm: Norm, device: &Device) -> Result<Model> {
     let vars = VarStore::new(seed);
     let built = kind.build_with(norm, vars.var_builder(DType::F32, device))?;
     let net = match built {
         bigbatch_models::Model::Classifier(net) => net,
         bigbatch_models::Model::Autoencoder(_) => {
-            return Err(crate::Error::Config(format!(
-                "{kind} is an autoencoder; the training loop trains classifiers"
-            )));
+            return Err(crate::Error::NotAClassifier { model: kind });
         }
     };
     Ok(Model {

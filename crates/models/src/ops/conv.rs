@@ -83,11 +83,18 @@ struct Geometry {
 
 impl Geometry {
     /// Checks `x` `(N, C, H, W)` against `w` `(O, C/G, k, k)`.
-    fn new(x: &[usize], weight: &[usize], cfg: ConvConfig) -> std::result::Result<Self, String> {
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] saying which dimension does not fit.
+    fn new(x: &[usize], weight: &[usize], cfg: ConvConfig) -> Result<Self> {
+        let invalid = |reason| Error::InvalidConfig {
+            what: "conv2d",
+            reason,
+        };
         let (&[n, c, h, w], &[o, cg, k, k2]) = (x, weight) else {
-            return Err(format!(
+            return Err(invalid(format!(
                 "need a 4-D input and weight, got {x:?} and {weight:?}"
-            ));
+            )));
         };
         let ConvConfig {
             stride: s,
@@ -95,19 +102,19 @@ impl Geometry {
             groups,
         } = cfg;
         if s == 0 || groups == 0 || k == 0 || k != k2 {
-            return Err(format!(
+            return Err(invalid(format!(
                 "stride {s}, groups {groups}, kernel {k}×{k2}: need stride, groups ≥ 1 and a square kernel"
-            ));
+            )));
         }
         if !c.is_multiple_of(groups) || !o.is_multiple_of(groups) || c / groups != cg {
-            return Err(format!(
+            return Err(invalid(format!(
                 "input {x:?}, weight {weight:?}, groups {groups}: channels must split into groups"
-            ));
+            )));
         }
         if h + 2 * p < k || w + 2 * p < k {
-            return Err(format!(
+            return Err(invalid(format!(
                 "input side {h}×{w} with padding {p} is smaller than kernel {k}"
-            ));
+            )));
         }
         Ok(Self {
             n,
@@ -123,7 +130,7 @@ impl Geometry {
     }
 
     fn from_layouts(x: &Shape, weight: &Shape, cfg: ConvConfig) -> candle_core::Result<Self> {
-        Self::new(x.dims(), weight.dims(), cfg).map_err(candle_core::Error::Msg)
+        Self::new(x.dims(), weight.dims(), cfg).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
     /// Input channels per group.
@@ -276,7 +283,7 @@ fn check(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: ConvConfig) ->
         what: "conv2d",
         reason,
     };
-    let g = Geometry::new(x.dims(), weight.dims(), cfg).map_err(invalid)?;
+    let g = Geometry::new(x.dims(), weight.dims(), cfg)?;
     match bias {
         Some(b) if b.dims() != [g.o] => Err(invalid(format!(
             "bias of shape {:?} for {} output channels",
