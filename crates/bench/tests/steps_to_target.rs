@@ -367,10 +367,7 @@ fn ghost_batch_norm_is_chosen_in_the_config_and_behaves_as_defined() -> Result<(
     cfg.ghost_batch_size = Some(4);
     let plain = workload.build_model(2, Norm::Batch, &device)?;
     let err = train(&plain, &data, &cfg, &device, &mut ()).expect_err("mismatched batch norm");
-    assert!(
-        matches!(err, Error::BatchNormMismatch { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, Error::BatchNormMismatch { .. }), "{err}");
     assert!(matches!(
         WorkloadKind::MnistLenet5.build_model(0, batch_norm(&cfg), &device),
         Err(Error::Model(bigbatch_models::Error::InvalidConfig { .. }))
