@@ -9,58 +9,33 @@ use bigbatch_data::vision::{cifar, svhn};
 use bigbatch_data::{Split, mnist};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use bigbatch_spec::DatasetName;
+
 use crate::DataArgs;
 
-/// Datasets with public download mirrors.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum DatasetName {
-    /// MNIST handwritten digits (LeCun et al. 1998).
-    Mnist,
-    /// Fashion-MNIST (Xiao et al. 2017).
-    FashionMnist,
-    /// CIFAR-10, the binary version (Krizhevsky 2009): one 163 MB archive.
-    #[value(name = "cifar-10")]
-    Cifar10,
-    /// CIFAR-100, the binary version (Krizhevsky 2009): one 161 MB archive.
-    #[value(name = "cifar-100")]
-    Cifar100,
-    /// SVHN cropped digits (Netzer et al. 2011): `train_32x32.mat` and `test_32x32.mat`.
-    Svhn,
-    /// SVHN's 531,131 extra training digits: `extra_32x32.mat` (1.3 GB).
-    SvhnExtra,
+/// The folder of `dataset` under the data directory.
+pub fn folder(dataset: DatasetName) -> &'static str {
+    match dataset {
+        DatasetName::Mnist => mnist::Variant::Digits.dir_name(),
+        DatasetName::FashionMnist => mnist::Variant::Fashion.dir_name(),
+        DatasetName::Cifar10 => cifar::Variant::Cifar10.dir_name(),
+        DatasetName::Cifar100 => cifar::Variant::Cifar100Fine.dir_name(),
+        DatasetName::Svhn | DatasetName::SvhnExtra => svhn::DIR_NAME,
+    }
 }
 
-impl DatasetName {
-    /// The folder under the data directory.
-    pub fn folder(self) -> &'static str {
-        match self {
-            DatasetName::Mnist => mnist::Variant::Digits.dir_name(),
-            DatasetName::FashionMnist => mnist::Variant::Fashion.dir_name(),
-            DatasetName::Cifar10 => cifar::Variant::Cifar10.dir_name(),
-            DatasetName::Cifar100 => cifar::Variant::Cifar100Fine.dir_name(),
-            DatasetName::Svhn | DatasetName::SvhnExtra => svhn::DIR_NAME,
-        }
-    }
-
-    /// The name `cargo xtask fetch` takes.
-    pub fn cli_name(self) -> String {
-        use clap::ValueEnum;
-        self.to_possible_value()
-            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
-    }
-
-    fn resources(self) -> Vec<download::Resource> {
-        match self {
-            DatasetName::Mnist => mnist::resources(mnist::Variant::Digits),
-            DatasetName::FashionMnist => mnist::resources(mnist::Variant::Fashion),
-            DatasetName::Cifar10 => vec![cifar::resource(cifar::Variant::Cifar10)],
-            DatasetName::Cifar100 => vec![cifar::resource(cifar::Variant::Cifar100Fine)],
-            DatasetName::Svhn => vec![
-                svhn::resource(svhn::SvhnSplit::Train),
-                svhn::resource(svhn::SvhnSplit::Test),
-            ],
-            DatasetName::SvhnExtra => vec![svhn::resource(svhn::SvhnSplit::Extra)],
-        }
+/// The published files of `dataset`, with mirrors and checksums.
+fn resources(dataset: DatasetName) -> Vec<download::Resource> {
+    match dataset {
+        DatasetName::Mnist => mnist::resources(mnist::Variant::Digits),
+        DatasetName::FashionMnist => mnist::resources(mnist::Variant::Fashion),
+        DatasetName::Cifar10 => vec![cifar::resource(cifar::Variant::Cifar10)],
+        DatasetName::Cifar100 => vec![cifar::resource(cifar::Variant::Cifar100Fine)],
+        DatasetName::Svhn => vec![
+            svhn::resource(svhn::SvhnSplit::Train),
+            svhn::resource(svhn::SvhnSplit::Test),
+        ],
+        DatasetName::SvhnExtra => vec![svhn::resource(svhn::SvhnSplit::Extra)],
     }
 }
 
@@ -75,7 +50,7 @@ fn survey(
         ..FetchOptions::default()
     };
     let (mut missing, mut not_official) = (Vec::new(), Vec::new());
-    for resource in dataset.resources() {
+    for resource in resources(dataset) {
         match download::fetch(&resource, dir, &look, &download::NoProgress) {
             Ok(_) => {}
             Err(bigbatch_data::Error::Offline { .. }) => missing.push(resource),
@@ -90,11 +65,11 @@ fn survey(
 /// are not the published ones are left untouched and reported (they may be
 /// a user's own data), unless `force` replaces them.
 pub fn fetch(dataset: DatasetName, data: &DataArgs, force: bool) -> Result<PathBuf> {
-    let dir = data.dir().join(dataset.folder());
+    let dir = data.dir().join(folder(dataset));
     let (missing, not_official) = survey(dataset, &dir)?;
     if !not_official.is_empty() && !force {
         anyhow::bail!(
-            "nothing fetched: {} file(s) present are not the published {dataset:?}:\n  - {}",
+            "nothing fetched: {} file(s) present are not the published {dataset}:\n  - {}",
             not_official.len(),
             not_official.join("\n  - ")
         );
@@ -104,15 +79,26 @@ pub fn fetch(dataset: DatasetName, data: &DataArgs, force: bool) -> Result<PathB
         force,
         ..FetchOptions::default()
     };
-    let wanted = if force { dataset.resources() } else { missing };
+    let wanted = if force { resources(dataset) } else { missing };
+    download_all(dataset, &dir, wanted, &opts)?;
+    Ok(dir)
+}
+
+/// Downloads `wanted` into `dir` with a progress bar each.
+fn download_all(
+    dataset: DatasetName,
+    dir: &std::path::Path,
+    wanted: Vec<download::Resource>,
+    opts: &FetchOptions,
+) -> Result<()> {
     for resource in wanted {
         let bar = Bar::default();
-        let path = download::fetch(&resource, &dir, &opts, &bar)
-            .with_context(|| format!("fetching {dataset:?}"))?;
+        let path = download::fetch(&resource, dir, opts, &bar)
+            .with_context(|| format!("fetching {dataset}"))?;
         bar.0.finish_and_clear();
         tracing::info!("{} ok", path.display());
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Makes sure the MNIST-format files of an MNIST-format `dataset` are
@@ -121,7 +107,7 @@ pub fn fetch(dataset: DatasetName, data: &DataArgs, force: bool) -> Result<PathB
 /// are fetched, and only when the present ones are the published ones
 /// (fetching into a user's own set would mix two data sets).
 pub fn ensure_mnist_format(dataset: DatasetName, data: &DataArgs) -> Result<PathBuf> {
-    let dir = data.dir().join(dataset.folder());
+    let dir = data.dir().join(folder(dataset));
     let present = [Split::Train, Split::Test]
         .into_iter()
         .all(|split| mnist::files(&dir, split).is_ok());
@@ -132,12 +118,12 @@ pub fn ensure_mnist_format(dataset: DatasetName, data: &DataArgs) -> Result<Path
     let names: Vec<&str> = missing.iter().map(|r| r.file_name.as_str()).collect();
     if !not_official.is_empty() {
         anyhow::bail!(
-            "{} lacks {}, and the files there are not the published {dataset:?} (your own data?), \
+            "{} lacks {}, and the files there are not the published {dataset} (your own data?), \
              so fetching the published ones would mix two data sets: write all four with \
              `cargo xtask import-mnist-csv`, or replace them with `cargo xtask fetch {} --force`",
             dir.display(),
             names.join(", "),
-            dataset.cli_name()
+            dataset
         );
     }
     tracing::info!(
@@ -149,13 +135,7 @@ pub fn ensure_mnist_format(dataset: DatasetName, data: &DataArgs) -> Result<Path
         offline: data.offline,
         ..FetchOptions::default()
     };
-    for resource in missing {
-        let bar = Bar::default();
-        let path = download::fetch(&resource, &dir, &opts, &bar)
-            .with_context(|| format!("fetching {dataset:?}"))?;
-        bar.0.finish_and_clear();
-        tracing::info!("{} ok", path.display());
-    }
+    download_all(dataset, &dir, missing, &opts)?;
     Ok(dir)
 }
 

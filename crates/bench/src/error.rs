@@ -68,6 +68,12 @@ pub enum Error {
         /// The model.
         model: bigbatch_spec::ModelKind,
     },
+    /// A data set the training loop has no loader for yet.
+    #[error("the training loop cannot load {dataset} yet (it can be fetched, not trained on)")]
+    NoTrainingLoader {
+        /// The data set.
+        dataset: bigbatch_spec::DatasetName,
+    },
     /// A sweep directory already holds another plan.
     #[error("{path} holds a different sweep plan; use a fresh directory")]
     SweepPlanChanged {

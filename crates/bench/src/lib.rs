@@ -25,7 +25,9 @@ pub use bigbatch_spec::{
 };
 pub use error::{Error, Result};
 pub use record::{device_label, git_revision, provenance};
-pub use sweep::{SweepDir, SweepProgress, run_sweep, run_trial, slurm_script, summarize};
+pub use sweep::{
+    SweepDir, SweepProgress, run_sweep, run_trial, slurm_script, stale_reason, summarize,
+};
 pub use train::{
     CANDLE_SPIN_LIMIT, Checkpointing, Observer, Outcome, batch_norm, decide_after_eval,
     decide_after_step, evaluate, on_pool, quiet_candle_pool, train, train_resumable,

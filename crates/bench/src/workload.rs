@@ -35,7 +35,7 @@ pub struct Model {
     /// The variables the optimizer updates.
     pub vars: VarStore,
     /// The batch statistics of its batch-norm layers (`None`: it has none).
-    /// The training loop checks it against [`TrainConfig::norm`](crate::TrainConfig::norm).
+    /// The training loop checks it against [`batch_norm`](crate::batch_norm).
     pub batch_norm: Option<Norm>,
 }
 
@@ -102,6 +102,9 @@ impl WorkloadExt for WorkloadKind {
                 }
                 files.dedup();
                 (train, test, Normalization::cifar10())
+            }
+            dataset @ (DatasetName::Cifar100 | DatasetName::Svhn | DatasetName::SvhnExtra) => {
+                return Err(crate::Error::NoTrainingLoader { dataset });
             }
         };
         Ok(Data {

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{RunRecord, RunSpec, Status, read_json};
 use bigbatch_data::{Split, mnist};
-use bigbatch_spec::{DatasetName, Method};
+use bigbatch_spec::Method;
 
 /// The CSV's path, or `None` to skip outside CI (where `.ci/run` provides it).
 fn digits_csv() -> Result<Option<PathBuf>> {
@@ -153,10 +153,7 @@ fn every_example_config_parses_and_validates_at_full_scale() -> Result<()> {
     let configs = configs()?;
     assert!(configs.len() >= 8, "{} configs", configs.len());
     for (path, spec) in &configs {
-        let train_len = match spec.workload.workload().dataset {
-            DatasetName::Mnist | DatasetName::FashionMnist => 60_000,
-            DatasetName::Cifar10 => 50_000,
-        };
+        let train_len = spec.workload.workload().dataset.full_size().0;
         spec.train
             .validate_for(train_len)
             .with_context(|| format!("{}", path.display()))?;

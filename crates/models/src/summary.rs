@@ -191,7 +191,7 @@ pub fn summary_table(kinds: &[ModelKind]) -> Result<String> {
             Ok((
                 k.name(),
                 k.dataset(),
-                group_thousands(k.param_count()?),
+                bigbatch_spec::thousands(k.param_count()?),
                 k.reference(),
             ))
         })
@@ -215,19 +215,6 @@ pub fn summary_table(kinds: &[ModelKind]) -> Result<String> {
         let _ = writeln!(out, "{name:w0$}  {data:w1$}  {count:>w2$}  {reference}");
     }
     Ok(out)
-}
-
-/// `25557032` → `25,557,032`.
-fn group_thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A backend that records each requested tensor's shape and hands out zeros.

@@ -52,7 +52,7 @@ pub trait BuildOptimizer {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Spec`] naming the field for an out-of-range value or a mask
+    /// [`crate::Error::Spec`] naming the field for an out-of-range value or a mask
     /// pattern that matches no parameter; candle errors allocating state.
     fn build(
         &self,
@@ -112,7 +112,7 @@ pub trait BuildSchedule {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Spec`] naming the field for out-of-range values or lengths
+    /// [`crate::Error::Spec`] naming the field for out-of-range values or lengths
     /// that do not fit the run (a warmup as long as the run, a piecewise
     /// boundary inside the warmup).
     fn build(&self, peak: f64, horizon: &Horizon) -> Result<Box<dyn Schedule>>;

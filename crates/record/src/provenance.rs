@@ -1,6 +1,6 @@
 //! Where a result came from.
 
-use bigbatch_spec::DatasetName;
+use bigbatch_spec::{DatasetName, thousands};
 use serde::{Deserialize, Serialize};
 
 /// Everything needed to tell where a result came from.
@@ -45,7 +45,7 @@ impl DataUsed {
     ///
     /// ```
     /// use bigbatch_record::DataUsed;
-    /// use bigbatch_spec::DatasetName;
+    /// use bigbatch_spec::{DatasetName, thousands};
     /// let d = DataUsed { dataset: DatasetName::Mnist, train_examples: 4000, test_examples: 1000 };
     /// assert_eq!(d.describe(), "MNIST: 4,000 training and 1,000 test examples, a subset (the full set has 60,000 and 10,000)");
     /// ```
@@ -67,19 +67,6 @@ impl DataUsed {
             thousands(self.test_examples)
         )
     }
-}
-
-/// `60000` → `60,000`.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A data file and its SHA-256.

@@ -30,6 +30,7 @@
 //! ```
 
 mod error;
+mod format;
 mod mask;
 mod model;
 mod optimizer;
@@ -41,6 +42,7 @@ mod train;
 mod workload;
 
 pub use error::{Error, Result};
+pub use format::thousands;
 pub use mask::{MaskSpec, ParamKind};
 pub use model::{ModelKind, Task};
 pub use optimizer::{Method, OptimizerSpec, TrustRatioSpec, Value};

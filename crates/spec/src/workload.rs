@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Metric, ModelKind, Target};
 
-/// A dataset, by name.
+/// A dataset, by name: what `cargo xtask fetch` downloads and what
+/// workloads and records name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
@@ -13,16 +14,48 @@ pub enum DatasetName {
     Mnist,
     /// Fashion-MNIST (Xiao et al. 2017).
     FashionMnist,
-    /// CIFAR-10 (Krizhevsky 2009).
+    /// CIFAR-10, the binary version (Krizhevsky 2009).
+    #[serde(rename = "cifar-10")]
     Cifar10,
+    /// CIFAR-100 with its fine labels, the binary version (Krizhevsky 2009).
+    #[serde(rename = "cifar-100")]
+    Cifar100,
+    /// SVHN cropped digits (Netzer et al. 2011), train and test.
+    Svhn,
+    /// SVHN's 531,131 extra training digits.
+    SvhnExtra,
 }
 
 impl DatasetName {
+    /// Every data set, in declaration order.
+    pub const ALL: [DatasetName; 6] = [
+        DatasetName::Mnist,
+        DatasetName::FashionMnist,
+        DatasetName::Cifar10,
+        DatasetName::Cifar100,
+        DatasetName::Svhn,
+        DatasetName::SvhnExtra,
+    ];
+
+    /// The name as written in specs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Cifar10 => "cifar-10",
+            DatasetName::Cifar100 => "cifar-100",
+            DatasetName::Svhn => "svhn",
+            DatasetName::SvhnExtra => "svhn-extra",
+        }
+    }
+
     /// The published training and test split sizes.
     pub fn full_size(self) -> (usize, usize) {
         match self {
             DatasetName::Mnist | DatasetName::FashionMnist => (60_000, 10_000),
-            DatasetName::Cifar10 => (50_000, 10_000),
+            DatasetName::Cifar10 | DatasetName::Cifar100 => (50_000, 10_000),
+            DatasetName::Svhn => (73_257, 26_032),
+            DatasetName::SvhnExtra => (531_131, 26_032),
         }
     }
 
@@ -30,13 +63,16 @@ impl DatasetName {
     pub fn shape(self) -> [usize; 3] {
         match self {
             DatasetName::Mnist | DatasetName::FashionMnist => [1, 28, 28],
-            DatasetName::Cifar10 => [3, 32, 32],
+            _ => [3, 32, 32],
         }
     }
 
     /// The number of classes.
     pub fn classes(self) -> usize {
-        10
+        match self {
+            DatasetName::Cifar100 => 100,
+            _ => 10,
+        }
     }
 
     /// The name as papers write it.
@@ -45,6 +81,9 @@ impl DatasetName {
             DatasetName::Mnist => "MNIST",
             DatasetName::FashionMnist => "Fashion-MNIST",
             DatasetName::Cifar10 => "CIFAR-10",
+            DatasetName::Cifar100 => "CIFAR-100",
+            DatasetName::Svhn => "SVHN",
+            DatasetName::SvhnExtra => "SVHN extra",
         }
     }
 }
@@ -194,6 +233,27 @@ impl std::str::FromStr for WorkloadKind {
                 what: "workload",
                 name: s.to_owned(),
                 valid: Self::ALL.map(|w| w.name()).join(", "),
+            })
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DatasetName {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| crate::Error::UnknownName {
+                what: "dataset",
+                name: s.to_owned(),
+                valid: Self::ALL.map(|d| d.name()).join(", "),
             })
     }
 }

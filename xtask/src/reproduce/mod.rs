@@ -89,3 +89,25 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         Experiment::ShallueMnist => shallue_mnist::run(args),
     }
 }
+
+/// The provenance of a run on CI's 4,000 training digits, for the reports'
+/// snapshot tests.
+#[cfg(test)]
+pub(crate) fn sample_provenance(threads: usize) -> bigbatch_record::Provenance {
+    bigbatch_record::Provenance {
+        seed: 0,
+        git_revision: Some("0123abc".into()),
+        threads,
+        device: "cpu".into(),
+        bigbatch_version: "0.1.0".into(),
+        datasets: vec![bigbatch_record::FileDigest {
+            file: "train-images-idx3-ubyte.gz".into(),
+            sha256: "ab12".into(),
+        }],
+        data: Some(bigbatch_record::DataUsed {
+            dataset: bigbatch_spec::DatasetName::Mnist,
+            train_examples: 4000,
+            test_examples: 1000,
+        }),
+    }
+}

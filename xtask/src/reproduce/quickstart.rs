@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use bigbatch_record::{EvalPoint, RunRecord, Status, read_json};
 
 use super::ReproduceArgs;
-use crate::fetch::{self, DatasetName};
+use bigbatch_spec::DatasetName;
+
+use crate::fetch;
 use crate::report::{Axes, Block, Cell, Column, Figure, Report, Section, Series, Table};
 use crate::runner;
 
@@ -168,7 +170,7 @@ fn report(record: &RunRecord) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bigbatch_record::{DataUsed, FileDigest, Provenance, Schema};
+    use bigbatch_record::Schema;
     use bigbatch_spec::{Budget, Method, OptimizerSpec, TrainConfig, WorkloadKind};
 
     /// A run record as `bigbatch train` writes it: three evaluations.
@@ -192,22 +194,7 @@ mod tests {
                 Budget::Steps(300),
                 OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.05),
             ),
-            provenance: Provenance {
-                seed: 0,
-                git_revision: Some("0123abc".into()),
-                threads: 2,
-                device: "cpu".into(),
-                bigbatch_version: "0.1.0".into(),
-                datasets: vec![FileDigest {
-                    file: "train-images-idx3-ubyte.gz".into(),
-                    sha256: "ab12".into(),
-                }],
-                data: Some(DataUsed {
-                    dataset: bigbatch_spec::DatasetName::Mnist,
-                    train_examples: 4000,
-                    test_examples: 1000,
-                }),
-            },
+            provenance: super::super::sample_provenance(2),
             status: Status::Completed,
             curve: vec![
                 point(100, 0.52, 0.851),

@@ -20,7 +20,9 @@ use bigbatch_spec::{
 };
 
 use super::{Emit, Profile, ReproduceArgs};
-use crate::fetch::{self, DatasetName};
+use bigbatch_spec::DatasetName;
+
+use crate::fetch;
 use crate::report::{Axes, Block, Cell, Column, Figure, Report, Section, Series, Table};
 use crate::runner;
 
@@ -350,8 +352,7 @@ fn beside_the_paper(summary: &SweepSummary) -> Table {
 mod tests {
     use super::*;
     use bigbatch_record::{
-        BatchSizeSummary, BestTrial, DataUsed, FileDigest, Interval, ParetoBootstrap, ParetoFit,
-        Provenance, Schema,
+        BatchSizeSummary, BestTrial, Interval, ParetoBootstrap, ParetoFit, Schema,
     };
 
     /// A sweep summary as `bigbatch sweep` writes it: best steps on the curve
@@ -403,22 +404,7 @@ mod tests {
                 b_crit: interval(110.0, 150.0),
                 resamples_used: 1000,
             }),
-            provenance: Some(Provenance {
-                seed: 0,
-                git_revision: Some("0123abc".into()),
-                threads: 1,
-                device: "cpu".into(),
-                bigbatch_version: "0.1.0".into(),
-                datasets: vec![FileDigest {
-                    file: "train-images-idx3-ubyte.gz".into(),
-                    sha256: "ab12".into(),
-                }],
-                data: Some(DataUsed {
-                    dataset: bigbatch_spec::DatasetName::Mnist,
-                    train_examples: 4000,
-                    test_examples: 1000,
-                }),
-            }),
+            provenance: Some(super::super::sample_provenance(1)),
         }
     }
 

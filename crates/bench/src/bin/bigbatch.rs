@@ -282,8 +282,8 @@ struct OptimizerArgs {
 /// The schedule flags: each sets one field of the run's `ScheduleSpec`.
 #[derive(clap::Args)]
 struct ScheduleArgs {
-    /// Decay after the warmup: constant, linear[:FINAL], poly:POWER[:FINAL],
-    /// cosine[:FINAL], cyclical:CYCLE_STEPS[:MIN], restarts:PERIOD_STEPS[:MULT]
+    /// Decay after the warmup: constant, linear(:FINAL), poly:POWER(:FINAL),
+    /// cosine(:FINAL), cyclical:CYCLE_STEPS(:MIN), restarts:PERIOD_STEPS(:MULT)
     /// (FINAL, MIN: fractions of the peak).
     #[arg(long, value_parser = parse_decay)]
     schedule: Option<Decay>,
@@ -313,7 +313,7 @@ fn parse_bounds(s: &str) -> Result<[f64; 2]> {
     Ok([lo.trim().parse()?, hi.trim().parse()?])
 }
 
-/// `kind[:a[:b]]` into a [`Decay`].
+/// `kind:a:b` (arguments optional) into a [`Decay`].
 fn parse_decay(s: &str) -> Result<Decay> {
     let mut parts = s.split(':');
     let kind = parts.next().unwrap_or_default();
