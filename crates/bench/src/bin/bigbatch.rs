@@ -544,11 +544,14 @@ fn run() -> Result<()> {
         );
     }
     // Every check that needs no data, before any data is read or thread started.
+    let mut run_spec = None;
     match &cli.command {
         Command::Train(args) => {
-            args.spec()?.validate()?;
+            let spec = args.spec()?;
+            spec.validate()?;
             check_output(&args.out)?;
             args.checkpoint.check()?;
+            run_spec = Some(spec);
         }
         Command::Trial(args) => {
             check_output(&args.out)?;
@@ -563,7 +566,10 @@ fn run() -> Result<()> {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
     match &cli.command {
-        Command::Train(args) => run_train(args, threads),
+        Command::Train(args) => match run_spec {
+            Some(spec) => run_train(args, spec, threads),
+            None => bail!("the run spec was not read"),
+        },
         Command::Trial(args) => run_one_trial(args, threads),
         Command::Sweep(args) => run_sweep_cmd(args),
         Command::Models => print_models(),
@@ -792,9 +798,8 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_train(args: &TrainArgs, threads: usize) -> Result<()> {
-    let mut spec = args.spec()?;
-    spec.validate()?;
+/// Trains the validated run `spec` (the config file and flags of `args`).
+fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> {
     let (workload, model_kind) = (spec.workload, spec.model());
     let config = &mut spec.train;
     let device = args.device.open()?;
