@@ -26,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::{OptState, Result, Transform, Tree};
+use crate::{OptState, Plan, Result, Transform, Tree};
 
 type Predicate = dyn Fn(&str, &[usize]) -> bool + Send + Sync;
 
@@ -200,6 +200,18 @@ impl<T: Transform> Transform for Masked<T> {
                 inner,
             },
         ))
+    }
+
+    fn fusable(&self) -> bool {
+        self.inner.fusable()
+    }
+
+    fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State> {
+        let inner = plan.within(&state.selected, |plan| self.inner.fuse(state.inner, plan))?;
+        Ok(MaskedState {
+            selected: state.selected,
+            inner,
+        })
     }
 }
 

@@ -8,9 +8,8 @@
 //! | `name` | the named optimizer's chain ([`crate::sgd`] … [`crate::lamb`]) |
 //! | `trust_ratio` (other than LARS/LAMB) | [`crate::layerwise`]: LAMB's ratio on the method's direction, masked, bounded |
 //!
-//! A spec with no clipping that is exactly a named optimizer (the usual case)
-//! runs through [`Optimizer::fused`]: in place on the CPU, bit for bit its
-//! chain. The others run their composed chain.
+//! Every chain built here fuses: on f32 CPU parameters, [`Optimizer::new`]
+//! runs it in place (see [`crate::Plan`]), equal to the composed chain.
 
 use std::sync::Arc;
 
@@ -21,9 +20,9 @@ use crate::schedule::{
     CosineDecay, CosineRestarts, Linear, Piecewise, Polynomial, Triangular, join,
 };
 use crate::{
-    AdagradConfig, AdamConfig, Boxed, Fused, LambConfig, LarsConfig, Layerwise, Optimizer, Params,
-    Result, RmsConfig, Schedule, Transform, TrustRatioConfig, adagrad, adam, add_decayed_weights,
-    boxed, chain, clip_by_global_norm, layerwise, momentum, nesterov, rmsprop, sgd,
+    AdagradConfig, AdamConfig, Boxed, LambConfig, LarsConfig, Layerwise, Optimizer, Params, Result,
+    RmsConfig, Schedule, Transform, TrustRatioConfig, adagrad, adam, add_decayed_weights, boxed,
+    chain, clip_by_global_norm, layerwise, momentum, nesterov, rmsprop, sgd,
 };
 
 /// Builds an [`OptimizerSpec`] into an [`Optimizer`].
@@ -52,7 +51,7 @@ pub trait BuildOptimizer {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Spec`] naming the field for an out-of-range value or a mask
+    /// [`crate::Error::Spec`] naming the field for an out-of-range value or a mask
     /// pattern that matches no parameter; candle errors allocating state.
     fn build(
         &self,
@@ -61,8 +60,8 @@ pub trait BuildOptimizer {
         horizon: &Horizon,
     ) -> Result<Optimizer>;
 
-    /// The composed chain [`BuildOptimizer::build`] runs (or, when it runs
-    /// in place, equals), as one boxed [`Transform`].
+    /// The chain [`BuildOptimizer::build`] runs (fused, in place, on f32 CPU
+    /// parameters), as one boxed [`Transform`].
     ///
     /// # Errors
     /// As [`BuildOptimizer::build`].
@@ -79,20 +78,14 @@ impl BuildOptimizer for OptimizerSpec {
         self.validate()?;
         let lr: Arc<dyn Schedule> = Arc::from(schedule.build(self.learning_rate, horizon)?);
         let masks = Masks::resolve(self, params)?;
-        match fused_rule(self, &masks) {
-            Some(rule) => Optimizer::fused(rule, lr, params),
-            None => Optimizer::new(composed(self, &masks, lr), params),
-        }
+        Optimizer::new(composed(self, &masks, lr), params)
     }
 
     fn chain(&self, params: &Params, schedule: &ScheduleSpec, horizon: &Horizon) -> Result<Boxed> {
         self.validate()?;
         let lr: Arc<dyn Schedule> = Arc::from(schedule.build(self.learning_rate, horizon)?);
         let masks = Masks::resolve(self, params)?;
-        Ok(match fused_rule(self, &masks) {
-            Some(rule) => rule.chain(lr),
-            None => composed(self, &masks, lr),
-        })
+        Ok(composed(self, &masks, lr))
     }
 }
 
@@ -112,7 +105,7 @@ pub trait BuildSchedule {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Spec`] naming the field for out-of-range values or lengths
+    /// [`crate::Error::Spec`] naming the field for out-of-range values or lengths
     /// that do not fit the run (a warmup as long as the run, a piecewise
     /// boundary inside the warmup).
     fn build(&self, peak: f64, horizon: &Horizon) -> Result<Box<dyn Schedule>>;
@@ -275,41 +268,6 @@ fn adam_config(b1: f64, b2: f64, eps: f64) -> AdamConfig {
         b2,
         eps,
         ..AdamConfig::default()
-    }
-}
-
-/// The in-place rule that equals the spec's chain, if there is one.
-fn fused_rule(spec: &OptimizerSpec, masks: &Masks) -> Option<Fused> {
-    if spec.clip_global_norm.is_some() {
-        return None;
-    }
-    let plain = spec.weight_decay == 0.0 && spec.trust_ratio.is_none();
-    match spec.method {
-        Method::Sgd if plain => Some(Fused::Sgd),
-        Method::Momentum { momentum } if plain => Some(Fused::Momentum {
-            beta: momentum,
-            nesterov: false,
-        }),
-        Method::Nesterov { momentum } if plain => Some(Fused::Momentum {
-            beta: momentum,
-            nesterov: true,
-        }),
-        Method::Adam { b1, b2, eps } if plain => Some(Fused::Adam(adam_config(b1, b2, eps))),
-        Method::Adamw { b1, b2, eps } if spec.trust_ratio.is_none() => Some(Fused::AdamW {
-            cfg: adam_config(b1, b2, eps),
-            weight_decay: spec.weight_decay,
-            mask: masks.weight_decay.clone(),
-        }),
-        Method::Lars {
-            momentum,
-            nesterov,
-            eta,
-            eps,
-        } => Some(Fused::Lars(lars_config(
-            spec, masks, momentum, nesterov, eta, eps,
-        ))),
-        Method::Lamb { b1, b2, eps } => Some(Fused::Lamb(lamb_config(spec, masks, b1, b2, eps))),
-        _ => None,
     }
 }
 

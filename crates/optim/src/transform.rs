@@ -9,7 +9,7 @@
 
 use std::any::Any;
 
-use crate::{Error, OptState, Result, Tree};
+use crate::{Error, OptState, Plan, Result, Tree};
 
 /// A gradient transformation: `(updates, state, params) -> (updates', state')`.
 ///
@@ -48,6 +48,26 @@ pub trait Transform: Send + Sync {
         state: Self::State,
         params: &Tree,
     ) -> Result<(Tree, Self::State)>;
+
+    /// Whether [`Transform::fuse`] can run this transform in place (`false`
+    /// unless the transform says otherwise; see [`Plan`]).
+    fn fusable(&self) -> bool {
+        false
+    }
+
+    /// Adds this transform's part of a fused in-place step to `plan`, and
+    /// returns the state advanced as [`Transform::update`] would advance it
+    /// (its tensors are updated in place when the plan runs).
+    ///
+    /// # Errors
+    /// [`Error::NotFusable`] unless [`Transform::fusable`];
+    /// [`Error::StateMismatch`] if the state does not cover the parameters.
+    fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State> {
+        let _ = (state, plan);
+        Err(Error::NotFusable {
+            transform: std::any::type_name::<Self>(),
+        })
+    }
 }
 
 /// The transform that passes updates through unchanged.
@@ -68,6 +88,14 @@ impl Transform for Identity {
 
     fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
         Ok((updates, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse(&self, state: (), _: &mut Plan) -> Result<()> {
+        Ok(state)
     }
 }
 
@@ -103,6 +131,17 @@ macro_rules! tuple_chain {
                 let ($($name,)+) = state;
                 $(let (updates, $name) = self.0.$idx.update(updates, $name, params)?;)+
                 Ok((updates, ($($name,)+)))
+            }
+
+            fn fusable(&self) -> bool {
+                $(self.0.$idx.fusable())&&+
+            }
+
+            #[allow(non_snake_case)]
+            fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State> {
+                let ($($name,)+) = state;
+                $(let $name = self.0.$idx.fuse($name, plan)?;)+
+                Ok(($($name,)+))
             }
         }
     };
@@ -148,6 +187,8 @@ trait DynTransform: Send + Sync {
         state: Box<dyn DynState>,
         params: &Tree,
     ) -> Result<(Tree, Box<dyn DynState>)>;
+    fn fusable_dyn(&self) -> bool;
+    fn fuse_dyn(&self, state: Box<dyn DynState>, plan: &mut Plan) -> Result<Box<dyn DynState>>;
 }
 
 trait DynState: Send + Sync {
@@ -186,28 +227,29 @@ impl<T: Transform + 'static> DynTransform for T {
         state: Box<dyn DynState>,
         params: &Tree,
     ) -> Result<(Tree, Box<dyn DynState>)> {
-        let state = state
-            .into_any()
-            .downcast::<T::State>()
-            .map_err(|_| Error::StateMismatch {
-                reason: "boxed state belongs to a different transform".into(),
-            })?;
-        let (updates, state) = self.update(updates, *state, params)?;
+        let state = downcast::<T>(state)?;
+        let (updates, state) = self.update(updates, state, params)?;
         Ok((updates, Box::new(state)))
+    }
+
+    fn fusable_dyn(&self) -> bool {
+        self.fusable()
+    }
+
+    fn fuse_dyn(&self, state: Box<dyn DynState>, plan: &mut Plan) -> Result<Box<dyn DynState>> {
+        Ok(Box::new(self.fuse(downcast::<T>(state)?, plan)?))
     }
 }
 
-impl BoxedState {
-    /// The state as its concrete type.
-    pub(crate) fn downcast<S: 'static>(self) -> Result<S> {
-        self.0
-            .into_any()
-            .downcast::<S>()
-            .map(|s| *s)
-            .map_err(|_| Error::StateMismatch {
-                reason: "boxed state belongs to a different transform".into(),
-            })
-    }
+/// The state of a boxed `T` as its concrete type.
+fn downcast<T: Transform>(state: Box<dyn DynState>) -> Result<T::State> {
+    state
+        .into_any()
+        .downcast::<T::State>()
+        .map(|s| *s)
+        .map_err(|_| Error::StateMismatch {
+            reason: "boxed state belongs to a different transform".into(),
+        })
 }
 
 impl Clone for BoxedState {
@@ -241,5 +283,13 @@ impl Transform for Boxed {
     ) -> Result<(Tree, BoxedState)> {
         let (updates, state) = self.0.update_dyn(updates, state.0, params)?;
         Ok((updates, BoxedState(state)))
+    }
+
+    fn fusable(&self) -> bool {
+        self.0.fusable_dyn()
+    }
+
+    fn fuse(&self, state: BoxedState, plan: &mut Plan) -> Result<BoxedState> {
+        Ok(BoxedState(self.0.fuse_dyn(state.0, plan)?))
     }
 }

@@ -1,6 +1,19 @@
 //! Scaling updates by a constant or by a scheduled learning rate.
 
-use crate::{Result, Schedule, Transform, Tree};
+use crate::fuse::{Elementwise, apply};
+use crate::num::Num;
+use crate::{Plan, Result, Schedule, Transform, Tree};
+
+/// `u ↦ c·u` (candle's `affine(c, 0)`): the update of [`scale`] and of
+/// [`scale_by_learning_rate`] (`c = −η(t)`).
+struct Multiply(f64);
+
+impl Elementwise<0> for Multiply {
+    #[inline(always)]
+    fn output<T: Num>(&self, u: &T, _: &T, _: &[T; 0]) -> Result<T, T::Error> {
+        u.affine(self.0, 0.)
+    }
+}
 
 /// Multiplies every update by a constant; see [`scale`].
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +44,18 @@ impl Transform for Scale {
         Ok(())
     }
 
-    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
-        Ok((updates.map(|_, u| Ok(u.affine(self.factor, 0.)?))?, state))
+    fn update(&self, updates: Tree, state: (), params: &Tree) -> Result<(Tree, ())> {
+        let (updates, []) = apply(&Multiply(self.factor), &updates, params, [])?;
+        Ok((updates, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
+        plan.map(Multiply(self.factor), |_| Ok([]))?;
+        Ok(state)
     }
 }
 
@@ -72,8 +95,18 @@ impl<S: Schedule> Transform for ScaleByLearningRate<S> {
         Ok(0)
     }
 
-    fn update(&self, updates: Tree, count: u64, _: &Tree) -> Result<(Tree, u64)> {
-        let lr = self.schedule.at(count);
-        Ok((updates.map(|_, u| Ok(u.affine(-lr, 0.)?))?, count + 1))
+    fn update(&self, updates: Tree, count: u64, params: &Tree) -> Result<(Tree, u64)> {
+        let descend = Multiply(-self.schedule.at(count));
+        let (updates, []) = apply(&descend, &updates, params, [])?;
+        Ok((updates, count + 1))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse(&self, count: u64, plan: &mut Plan) -> Result<u64> {
+        plan.map(Multiply(-self.schedule.at(count)), |_| Ok([]))?;
+        Ok(count + 1)
     }
 }
