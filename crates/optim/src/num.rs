@@ -63,6 +63,11 @@ impl Num for f32 {
 
     #[inline(always)]
     fn affine(&self, mul: f64, add: f64) -> Result<f32, Infallible> {
+        // candle adds `+0.0` too, which only turns a −0 product into +0: one
+        // addition per scaling, in every fused loop, for the sign of zero.
+        if add == 0.0 {
+            return Ok(self * mul as f32);
+        }
         Ok(self * mul as f32 + add as f32)
     }
 
@@ -120,7 +125,7 @@ mod tests {
     use candle_core::{DType, Device};
 
     /// Every operation on f32 scalars equals candle's f32 kernel bit for bit,
-    /// the sign of zero included.
+    /// except `affine(a, 0)` on a product that is `−0` (candle gives `+0`).
     #[test]
     fn scalar_ops_round_as_candle_does() -> crate::Result<()> {
         let xs = [
@@ -150,6 +155,9 @@ mod tests {
                 .collect()
         };
         let coefficient = 0.1f64 - 1e-12; // not exactly an f32
+        // Values as f32 `==` sees them: −0 = +0, the only difference allowed.
+        let values =
+            |bits: Vec<u32>| -> Vec<f32> { bits.into_iter().map(f32::from_bits).collect() };
         assert_eq!(
             bits(Num::add(&x, &y)?)?,
             each(&|a, b| exact(Num::add(&a, &b)))
@@ -169,8 +177,13 @@ mod tests {
             each(&|a, _| exact(Num::sqrt(&a.abs())))
         );
         assert_eq!(
-            bits(Num::affine(&x, coefficient, 0.0)?)?,
-            each(&|a, _| exact(Num::affine(&a, coefficient, 0.0)))
+            values(bits(Num::affine(&x, coefficient, 0.0)?)?),
+            values(each(&|a, _| exact(Num::affine(&a, coefficient, 0.0))))
+        );
+        // -0 · 0.1 = -0: candle adds +0, the f32 path does not.
+        assert_eq!(
+            exact(Num::affine(&-0.0f32, 0.1, 0.0)).to_bits(),
+            (-0.0f32).to_bits()
         );
         assert_eq!(
             bits(Num::affine(&x, -1.0 / 3.0, 1e-8)?)?,

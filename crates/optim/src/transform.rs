@@ -9,6 +9,7 @@
 
 use std::any::Any;
 
+use crate::fuse::{FuseVisitor, Members, Top};
 use crate::{Error, OptState, Plan, Result, Tree};
 
 /// A gradient transformation: `(updates, state, params) -> (updates', state')`.
@@ -55,6 +56,37 @@ pub trait Transform: Send + Sync {
         false
     }
 
+    /// Whether this transform fuses as a member of a chain (a [`Boxed`] one
+    /// only fuses as a whole: its members' types are gone).
+    #[doc(hidden)]
+    fn fusable_member(&self) -> bool {
+        self.fusable()
+    }
+
+    /// Adds this transform's members to `plan` and hands `v` its statically
+    /// typed kernel; returns the state advanced as [`Transform::update`]
+    /// would advance it. What [`Transform::fuse`] and [`crate::chain`] are
+    /// built on.
+    ///
+    /// # Errors
+    /// [`Error::NotFusable`] unless [`Transform::fusable_member`];
+    /// [`Error::StateMismatch`] if the state does not cover the parameters.
+    #[doc(hidden)]
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: Self::State,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Self::State, V::Out)>
+    where
+        Self: Sized,
+    {
+        let _ = (state, plan, v);
+        Err(Error::NotFusable {
+            transform: std::any::type_name::<Self>(),
+        })
+    }
+
     /// Adds this transform's part of a fused in-place step to `plan`, and
     /// returns the state advanced as [`Transform::update`] would advance it
     /// (its tensors are updated in place when the plan runs).
@@ -62,11 +94,12 @@ pub trait Transform: Send + Sync {
     /// # Errors
     /// [`Error::NotFusable`] unless [`Transform::fusable`];
     /// [`Error::StateMismatch`] if the state does not cover the parameters.
-    fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State> {
-        let _ = (state, plan);
-        Err(Error::NotFusable {
-            transform: std::any::type_name::<Self>(),
-        })
+    fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State>
+    where
+        Self: Sized,
+    {
+        let (state, ()) = self.fuse_kernel(state, plan, Top)?;
+        Ok(state)
     }
 }
 
@@ -94,8 +127,13 @@ impl Transform for Identity {
         true
     }
 
-    fn fuse(&self, state: (), _: &mut Plan) -> Result<()> {
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        Ok((state, v.visit(plan, ())?))
     }
 }
 
@@ -110,6 +148,18 @@ where
     Chain<T>: Transform,
 {
     Chain(transforms)
+}
+
+/// `cons!(a, b, c)` is `(a, (b, (c, ())))`.
+macro_rules! cons {
+    () => { () };
+    ($head:expr $(, $tail:expr)*) => { ($head, cons!($($tail),*)) };
+}
+
+/// `cons_pat!(a, b)` is the pattern `(a, (b, ()))`.
+macro_rules! cons_pat {
+    () => { () };
+    ($head:ident $(, $tail:ident)*) => { ($head, cons_pat!($($tail),*)) };
 }
 
 macro_rules! tuple_chain {
@@ -134,14 +184,21 @@ macro_rules! tuple_chain {
             }
 
             fn fusable(&self) -> bool {
-                $(self.0.$idx.fusable())&&+
+                cons!($(&self.0.$idx),+).fusable()
             }
 
             #[allow(non_snake_case)]
-            fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State> {
+            fn fuse_kernel<V: FuseVisitor>(
+                &self,
+                state: Self::State,
+                plan: &mut Plan,
+                v: V,
+            ) -> Result<(Self::State, V::Out)> {
                 let ($($name,)+) = state;
-                $(let $name = self.0.$idx.fuse($name, plan)?;)+
-                Ok(($($name,)+))
+                let (states, out) =
+                    cons!($(&self.0.$idx),+).fuse_members(cons!($($name),+), plan, (), v)?;
+                let cons_pat!($($name),+) = states;
+                Ok((($($name,)+), out))
             }
         }
     };
@@ -287,6 +344,10 @@ impl Transform for Boxed {
 
     fn fusable(&self) -> bool {
         self.0.fusable_dyn()
+    }
+
+    fn fusable_member(&self) -> bool {
+        false
     }
 
     fn fuse(&self, state: BoxedState, plan: &mut Plan) -> Result<BoxedState> {

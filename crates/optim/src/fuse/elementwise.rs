@@ -1,14 +1,15 @@
 //! [`Elementwise`]: a transform's per-element update, and the two ways it runs.
 //!
 //! [`apply`] runs it over whole tensors (the composed path, any device and
-//! dtype); [`Map`] runs it over one block of an f32 parameter in place (the
-//! fused path). Both call the same `advance` and `output`.
+//! dtype); [`PureKernel`] and [`StateKernel`] put it in a fused chain's loop,
+//! element by element (the fused path). Both call the same `advance` and
+//! `output`.
 
-use std::ops::Range;
+use std::vec::IntoIter;
 
 use candle_core::Tensor;
 
-use super::pass::wide;
+use super::kernel::{Kernel, Off, Pass, Stage, StageVisitor, Stages};
 use crate::num::{Num, exact};
 use crate::{Error, Result, Tree};
 
@@ -19,8 +20,9 @@ use crate::{Error, Result, Tree};
 /// parameter `w`), then `output` (the outgoing update, from `u`, `w` and the
 /// advanced state). Keeping the two apart lets a fused step that needs a norm
 /// first advance the state in one pass and read it back in the next.
-pub(crate) trait Elementwise<const N: usize>: Send + Sync + 'static {
+pub(crate) trait Elementwise<const N: usize>: Copy + Send + Sync + 'static {
     /// Advances the state of one element (or of one whole tensor).
+    #[inline(always)]
     fn advance<T: Num>(&self, u: &T, w: &T, state: &mut [T; N]) -> Result<(), T::Error> {
         let _ = (u, w, state);
         Ok(())
@@ -92,79 +94,171 @@ pub(crate) fn state_of<const N: usize>(state: &[&Tree; N], name: &str) -> Result
     })
 }
 
-/// An [`Elementwise`] update as the fused pass calls it: on one block.
-pub(crate) trait Kernel: Send + Sync {
-    /// State tensors per parameter.
-    fn state_len(&self) -> usize;
-
-    /// See [`Elementwise::output_reads_update`].
-    fn output_reads_update(&self) -> bool;
-
-    /// `u ← output(u, w, s)` over one block, after `s ← advance(u, w, s)`
-    /// unless `replay` (the state was advanced by an earlier pass). `state`
-    /// holds the chunk's slices of the state tensors; `at` is the block's
-    /// range in them, `u` and `w` the block itself.
-    fn run(
-        &self,
-        replay: bool,
-        u: &mut [f32],
-        w: &[f32],
-        state: &mut [&mut [f32]],
-        at: Range<usize>,
-    );
+/// A stateless elementwise update at position `pos` of a fused chain.
+pub struct PureKernel<E> {
+    pub(crate) e: E,
+    pub(crate) pos: usize,
 }
 
-/// The fused form of an [`Elementwise`] update with `N` state tensors.
-pub(crate) struct Map<E, const N: usize>(pub(crate) E);
+impl<E: Elementwise<0>> Kernel for PureKernel<E> {
+    const REDUCES: bool = false;
 
-impl<E: Elementwise<N>, const N: usize> Kernel for Map<E, N> {
-    fn state_len(&self) -> usize {
-        N
+    fn stages<'p, V: StageVisitor<'p>>(&'p self, pass: Pass<'p>, v: V) -> V::Out {
+        v.visit(Pure {
+            e: self.e,
+            active: pass.runs(self.pos).is_some(),
+        })
     }
+}
 
-    fn output_reads_update(&self) -> bool {
-        self.0.output_reads_update()
-    }
+/// A stateful elementwise update at position `pos` of a fused chain.
+pub struct StateKernel<E, const N: usize> {
+    pub(crate) e: E,
+    pub(crate) pos: usize,
+}
 
-    fn run(
-        &self,
-        replay: bool,
-        u: &mut [f32],
-        w: &[f32],
-        state: &mut [&mut [f32]],
-        at: Range<usize>,
-    ) {
-        let n = u.len();
-        let w = &w[..n];
-        let Ok(state) = <&mut [&mut [f32]; N]>::try_from(state) else {
-            unreachable!("Plan::map opens N state tensors per parameter")
-        };
-        let mut s = state.each_mut().map(|s| &mut s[at.clone()][..n]);
-        let e = &self.0;
-        if replay {
-            wide(
-                #[inline(always)]
-                || {
-                    for i in 0..n {
-                        let st: [f32; N] = std::array::from_fn(|j| s[j][i]);
-                        u[i] = exact(e.output(&u[i], &w[i], &st));
-                    }
-                },
-            );
-        } else {
-            wide(
-                #[inline(always)]
-                || {
-                    for i in 0..n {
-                        let mut st: [f32; N] = std::array::from_fn(|j| s[j][i]);
-                        exact(e.advance(&u[i], &w[i], &mut st));
-                        for (s, v) in s.iter_mut().zip(st) {
-                            s[i] = v;
-                        }
-                        u[i] = exact(e.output(&u[i], &w[i], &st));
-                    }
-                },
-            );
+impl<E: Elementwise<N>, const N: usize> Kernel for StateKernel<E, N> {
+    const REDUCES: bool = false;
+
+    fn stages<'p, V: StageVisitor<'p>>(&'p self, pass: Pass<'p>, v: V) -> V::Out {
+        let e = self.e;
+        match pass.runs(self.pos) {
+            None => v.visit(Off),
+            Some(state) if pass.replays(self.pos) => v.visit(Replay::<E, N> { e, state }),
+            Some(state) => v.visit(Advance::<E, N> { e, state }),
         }
+    }
+}
+
+/// A stateless update, or (`!active`: masked off, or outside the pass) the
+/// identity: a select, not a branch, in the loop.
+#[derive(Clone, Copy)]
+pub struct Pure<E> {
+    e: E,
+    active: bool,
+}
+
+impl<'p, E: Elementwise<0>> Stages<'p> for Pure<E> {
+    type Bound<'a> = Self;
+
+    fn tensors(&self, _: &mut Vec<&'p Tensor>) {}
+
+    #[inline(always)]
+    fn bind(&self, _: &mut IntoIter<&mut [f32]>) -> Self {
+        *self
+    }
+}
+
+impl<E: Elementwise<0>> Stage for Pure<E> {
+    #[inline(always)]
+    fn trim(self, _: usize) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    fn step<const NORM: bool>(&mut self, _: usize, u: f32, w: f32) -> f32 {
+        let out = exact(self.e.output(&u, &w, &[]));
+        if self.active { out } else { u }
+    }
+}
+
+/// Advances the state and outputs the update.
+pub struct Advance<'p, E, const N: usize> {
+    e: E,
+    state: &'p [Tensor],
+}
+
+impl<'p, E: Elementwise<N>, const N: usize> Stages<'p> for Advance<'p, E, N> {
+    type Bound<'a> = Advancing<'a, E, N>;
+
+    fn tensors(&self, out: &mut Vec<&'p Tensor>) {
+        out.extend(self.state);
+    }
+
+    #[inline(always)]
+    fn bind<'a>(&self, slices: &mut IntoIter<&'a mut [f32]>) -> Advancing<'a, E, N> {
+        Advancing {
+            e: self.e,
+            s: std::array::from_fn(|_| next(slices)),
+        }
+    }
+}
+
+/// [`Advance`] on one chunk.
+pub struct Advancing<'a, E, const N: usize> {
+    e: E,
+    s: [&'a mut [f32]; N],
+}
+
+impl<E: Elementwise<N>, const N: usize> Stage for Advancing<'_, E, N> {
+    #[inline(always)]
+    fn trim(self, n: usize) -> Self {
+        Self {
+            e: self.e,
+            s: self.s.map(|s| &mut s[..n]),
+        }
+    }
+
+    #[inline(always)]
+    fn step<const NORM: bool>(&mut self, i: usize, u: f32, w: f32) -> f32 {
+        let mut st: [f32; N] = std::array::from_fn(|j| self.s[j][i]);
+        exact(self.e.advance(&u, &w, &mut st));
+        for (s, v) in self.s.iter_mut().zip(st) {
+            s[i] = v;
+        }
+        exact(self.e.output(&u, &w, &st))
+    }
+}
+
+/// Outputs the update from the state an earlier pass advanced.
+pub struct Replay<'p, E, const N: usize> {
+    e: E,
+    state: &'p [Tensor],
+}
+
+impl<'p, E: Elementwise<N>, const N: usize> Stages<'p> for Replay<'p, E, N> {
+    type Bound<'a> = Replaying<'a, E, N>;
+
+    fn tensors(&self, out: &mut Vec<&'p Tensor>) {
+        out.extend(self.state);
+    }
+
+    #[inline(always)]
+    fn bind<'a>(&self, slices: &mut IntoIter<&'a mut [f32]>) -> Replaying<'a, E, N> {
+        Replaying {
+            e: self.e,
+            s: std::array::from_fn(|_| &*next(slices)),
+        }
+    }
+}
+
+/// [`Replay`] on one chunk.
+pub struct Replaying<'a, E, const N: usize> {
+    e: E,
+    s: [&'a [f32]; N],
+}
+
+impl<E: Elementwise<N>, const N: usize> Stage for Replaying<'_, E, N> {
+    #[inline(always)]
+    fn trim(self, n: usize) -> Self {
+        Self {
+            e: self.e,
+            s: self.s.map(|s| &s[..n]),
+        }
+    }
+
+    #[inline(always)]
+    fn step<const NORM: bool>(&mut self, i: usize, u: f32, w: f32) -> f32 {
+        let st: [f32; N] = std::array::from_fn(|j| self.s[j][i]);
+        exact(self.e.output(&u, &w, &st))
+    }
+}
+
+/// The next chunk slice; [`Stages::tensors`] opened one per state tensor.
+#[inline(always)]
+fn next<'a>(slices: &mut IntoIter<&'a mut [f32]>) -> &'a mut [f32] {
+    match slices.next() {
+        Some(s) => s,
+        None => unreachable!("a slice was opened for every state tensor"),
     }
 }

@@ -10,27 +10,32 @@
 //! optimizer. An elementwise transform ([`crate::trace`],
 //! [`crate::scale_by_adam`], [`crate::scale_by_rms`], [`crate::scale_by_rss`],
 //! [`crate::add_decayed_weights`], [`crate::scale`], [`crate::clip`],
-//! [`crate::scale_by_learning_rate`]) writes its per-element update once,
-//! generic over the numbers it runs on ([`crate::num`]): its
-//! [`crate::Transform::update`] runs that function on tensors, and in a fused
-//! step the same function runs on `f32` elements. A reduction
+//! [`crate::scale_by_learning_rate`]) writes its per-element update once
+//! ([`Elementwise`]), generic over the numbers it runs on (`crate::num`):
+//! its [`crate::Transform::update`] runs that function on tensors, and in a
+//! fused step the same function runs on `f32` elements. A reduction
 //! ([`crate::scale_by_trust_ratio`], [`crate::clip_by_global_norm`]) states
-//! what it takes the norm of in the same way, and adds a pass that sums those
-//! norms before the pass that applies its factor. [`crate::chain`],
-//! [`crate::masked`], [`crate::identity`] and [`crate::boxed`] combine the
-//! plans of their parts, so any chain of these transforms fuses: every
-//! named optimizer and every [`crate::OptimizerSpec`].
+//! what it takes the norm of the same way ([`Reduction`]), and adds a pass
+//! that sums those norms before the pass that applies its factor.
 //!
-//! Each transform adds its part of a step to a [`Plan`]
-//! ([`crate::Transform::fuse`]), advancing its state value as `update` does;
-//! [`crate::Optimizer`] then runs the plan ([`pass`]). The state is the
-//! chain's state value, its tensors updated in place, so a checkpoint moves
-//! between the fused and the composed forms. The `f32` operations round as
-//! candle's do, so fused and composed agree bit for bit, except that fused
-//! norms are summed in f64 (composed ones in the tensors' dtype): where a
-//! reduction is involved the two agree to rounding.
+//! Each transform adds its members to a [`Plan`] (which parameters each
+//! applies to, with which state tensors) and hands on its statically typed
+//! [`Kernel`]; [`crate::chain`] and [`crate::masked`] hand on their parts',
+//! so a whole chain's per-element updates compile into one loop per pass
+//! (`kernel`). Any chain of these transforms fuses: every named optimizer
+//! and every [`crate::OptimizerSpec`]. [`crate::boxed`] fuses as a whole
+//! ([`crate::Optimizer`] boxes every transform), but a boxed transform has
+//! lost its parts' types, so a chain *containing* one runs composed.
+//!
+//! [`crate::Optimizer`] runs the plan (`pass`). The state is the chain's
+//! state value, its tensors updated in place, so a checkpoint moves between
+//! the fused and the composed forms. The `f32` operations round as candle's
+//! do, so fused and composed agree bit for bit, except that fused norms are
+//! summed in f64 (composed ones in the tensors' dtype): where a reduction is
+//! involved the two agree to rounding.
 
 mod elementwise;
+mod kernel;
 mod open;
 mod pass;
 mod reduction;
@@ -40,17 +45,20 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-pub(crate) use elementwise::{Elementwise, apply, state_of};
-pub(crate) use reduction::{Reduction, global, per_parameter};
+pub(crate) use elementwise::{Elementwise, PureKernel, StateKernel, apply, state_of};
+pub use kernel::{FuseVisitor, Kernel};
+pub(crate) use kernel::{Members, Top};
+pub(crate) use reduction::{ReduceKernel, Reduction, global, per_parameter};
 
-use elementwise::{Kernel, Map};
-use reduction::{ReduceKernel, Reducer};
+use pass::Run;
+use reduction::Factor;
 
 use crate::{Error, OptState, Params, Result, Transform, Tree};
 
-/// One fused step as the transforms of a chain describe it: for every
-/// parameter, the elementwise updates and reductions that apply to it, in
-/// chain order, with the state tensors each one updates in place.
+/// One fused step as the transforms of a chain describe it: the members
+/// (elementwise updates and reductions) in chain order, which parameters each
+/// applies to with the state tensors it updates in place, and the chain's
+/// statically composed kernel that runs them.
 ///
 /// A [`Transform`] adds its part in [`Transform::fuse`];
 /// [`crate::Optimizer::new`] fuses a transform whose every part does
@@ -72,18 +80,23 @@ pub struct Plan {
     /// The parameters the member being added applies to ([`crate::masked`]).
     selected: Option<Arc<BTreeSet<String>>>,
     members: Vec<Member>,
+    kernel: Option<Box<dyn Run>>,
 }
 
 /// One transform's part of a step.
 struct Member {
-    action: Action,
+    role: Role,
     /// Per parameter: its state tensors if the member applies to it.
     applies: Vec<Option<Vec<Tensor>>>,
 }
 
-enum Action {
-    Map(Box<dyn Kernel>),
-    Reduce(Box<dyn ReduceKernel>),
+enum Role {
+    Map {
+        stateful: bool,
+        /// See [`Elementwise::output_reads_update`].
+        replay_reads_update: bool,
+    },
+    Reduce(Box<dyn Factor>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -102,6 +115,7 @@ impl Plan {
             names,
             selected: None,
             members: Vec::new(),
+            kernel: None,
         }
     }
 
@@ -109,56 +123,81 @@ impl Plan {
         self.selected.as_ref().is_none_or(|s| s.contains(name))
     }
 
-    /// Adds the elementwise update `e`, with the state tensors `state(name)`
-    /// of each parameter it applies to.
+    fn push(&mut self, role: Role, applies: Vec<Option<Vec<Tensor>>>) -> usize {
+        self.members.push(Member { role, applies });
+        self.members.len() - 1
+    }
+
+    /// Adds the stateless elementwise update `e` (the identity unless `on`);
+    /// returns its kernel.
+    pub(crate) fn pure<E: Elementwise<0>>(&mut self, e: E, on: bool) -> PureKernel<E> {
+        let applies = self
+            .names
+            .iter()
+            .map(|name| (on && self.applies(name)).then(Vec::new))
+            .collect();
+        let role = Role::Map {
+            stateful: false,
+            replay_reads_update: true,
+        };
+        PureKernel {
+            e,
+            pos: self.push(role, applies),
+        }
+    }
+
+    /// Adds the elementwise update `e` (the identity unless `on`), with the
+    /// state tensors `state(name)` of each parameter it applies to; returns
+    /// its kernel.
     ///
     /// # Errors
     /// The first error `state` returns.
-    pub(crate) fn map<E: Elementwise<N>, const N: usize>(
+    pub(crate) fn stateful<E: Elementwise<N>, const N: usize>(
         &mut self,
         e: E,
+        on: bool,
         mut state: impl FnMut(&str) -> Result<[Tensor; N]>,
-    ) -> Result<()> {
+    ) -> Result<StateKernel<E, N>> {
         let applies = self
             .names
             .iter()
             .map(|name| {
-                Ok(match self.applies(name) {
+                Ok(match on && self.applies(name) {
                     true => Some(Vec::from(state(name)?)),
                     false => None,
                 })
             })
             .collect::<Result<_>>()?;
-        self.members.push(Member {
-            action: Action::Map(Box::new(Map::<E, N>(e))),
-            applies,
-        });
-        Ok(())
+        let role = Role::Map {
+            stateful: N > 0,
+            replay_reads_update: e.output_reads_update(),
+        };
+        Ok(StateKernel {
+            e,
+            pos: self.push(role, applies),
+        })
     }
 
-    /// Adds the reduction `r`.
-    pub(crate) fn reduce<R: Reduction>(&mut self, r: R) {
+    /// Adds the reduction `r`; returns its kernel.
+    pub(crate) fn reduce<R: Reduction>(&mut self, r: R) -> ReduceKernel<R> {
         let applies = self
             .names
             .iter()
             .map(|name| self.applies(name).then(Vec::new))
             .collect();
-        self.members.push(Member {
-            action: Action::Reduce(Box::new(Reducer(r))),
-            applies,
-        });
+        ReduceKernel {
+            r,
+            pos: self.push(Role::Reduce(Box::new(r)), applies),
+        }
     }
 
-    /// Runs `f` with the members it adds applying to `selected` only.
-    pub(crate) fn within<T>(
+    /// Makes the members added next apply to `selected` only (all
+    /// parameters for `None`); returns the selection it replaces.
+    pub(crate) fn select(
         &mut self,
-        selected: &Arc<BTreeSet<String>>,
-        f: impl FnOnce(&mut Plan) -> T,
-    ) -> T {
-        let outer = self.selected.replace(selected.clone());
-        let out = f(self);
-        self.selected = outer;
-        out
+        selected: Option<Arc<BTreeSet<String>>>,
+    ) -> Option<Arc<BTreeSet<String>>> {
+        std::mem::replace(&mut self.selected, selected)
     }
 }
 

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Tensor};
 
 /// What runs on the opened slices: `(w, g, state)`.
-type Body<'a> = dyn FnMut(&mut [f32], &[f32], Vec<&mut [f32]>) -> candle_core::Result<()> + 'a;
+pub(crate) type Body<'a> =
+    dyn FnMut(&mut [f32], &[f32], Vec<&mut [f32]>) -> candle_core::Result<()> + 'a;
 
 /// Runs `body(w, g, state)` with the parameter `w` and the `state` tensors
 /// open for writing and `g` for reading, each as its contiguous f32 slice.

@@ -9,65 +9,115 @@
 //! `m`, `v` and `w`, not `g`). Global reductions (a clip over all parameters)
 //! finish their pass over every parameter before any parameter's last pass.
 //!
-//! Inside a pass, a parameter is cut into chunks of [`CHUNK`] elements, run
-//! on rayon's pool, and a chunk into blocks of [`BLOCK`] elements that stay
-//! in cache while each update of the chain runs over the block in turn
-//! (vectorised interpretation, as in MonetDB/X100 and numexpr: one dynamic
-//! call per update per block, a tight loop inside). Norms are summed in f64
+//! A pass is one loop over the parameter ([`super::Kernel`]), cut into
+//! chunks of [`CHUNK`] elements run on rayon's pool. Norms are summed in f64
 //! in [`LANES`] fixed lanes per chunk and the chunks added in order, so no
 //! result depends on the number of threads.
+
+use std::cell::RefCell;
 
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use super::elementwise::Kernel;
+use super::kernel::{Kernel, Pass, Stage, StageVisitor, Stages};
 use super::open::open;
-use super::reduction::ReduceKernel;
-use super::{Action, Member, Plan};
-use crate::Result;
+use super::{Member, Plan, Role};
+use crate::{Error, Result};
 
 /// Elements per rayon task: large enough to amortise scheduling, small
 /// enough to split a ResNet-50 layer across threads.
 pub(crate) const CHUNK: usize = 1 << 15;
 
-/// Elements per block: the update `u` and a block of `w`, `g` and every
-/// state tensor (5 arrays for Adam, 40 KiB) stay in L1/L2 between updates.
-pub(crate) const BLOCK: usize = 2048;
-
 /// Lanes of the f64 norm accumulators: wide enough to vectorise, fixed so
 /// that the sums do not depend on the thread count.
 const LANES: usize = 16;
 
-const _: () = assert!(CHUNK.is_multiple_of(BLOCK) && BLOCK.is_multiple_of(LANES));
-
-/// One step of a parameter's pass.
-enum Op<'p> {
-    /// An elementwise update; `replay` if its state was advanced by an earlier pass.
-    Map {
-        kernel: &'p dyn Kernel,
-        replay: bool,
-        state: &'p [Tensor],
-    },
-    /// A reduction's factor, applied.
-    Rescale {
-        reduction: &'p dyn ReduceKernel,
-        factor: f64,
-    },
-}
-
-/// What a pass does with the update it computed.
+/// What a pass does with the updates it computes.
 #[derive(Clone, Copy)]
-enum Finish<'p> {
+pub(crate) enum Finish {
     /// `w ← w + u`.
     Apply,
-    /// Sum `‖w‖²` and `‖measure(u, w)‖²`.
-    Measure(&'p dyn ReduceKernel),
+    /// Sum the squares of the measure (and of `w` if `weight`).
+    Measure { weight: bool },
 }
+
+/// A chain's kernel as the driver calls it: one pass over one parameter.
+pub(crate) trait Run: Send + Sync {
+    /// Runs `pass` over `w` (in place) with the gradient `g`; returns
+    /// `(‖w‖², ‖measure‖²)` for a norm pass, zeros otherwise.
+    fn run(&self, pass: Pass<'_>, w: &Tensor, g: &Tensor, finish: Finish) -> Result<(f64, f64)>;
+}
+
+impl<K: Kernel> Run for K {
+    fn run(&self, pass: Pass<'_>, w: &Tensor, g: &Tensor, finish: Finish) -> Result<(f64, f64)> {
+        match finish {
+            Finish::Apply => self.stages(
+                pass,
+                Runner::<false> {
+                    w,
+                    g,
+                    weight: false,
+                },
+            ),
+            // Only chains with a reduction compile a norm loop.
+            Finish::Measure { weight } if K::REDUCES => {
+                self.stages(pass, Runner::<true> { w, g, weight })
+            }
+            Finish::Measure { .. } => unreachable!("norm passes end at a reduction"),
+        }
+    }
+}
+
+/// Runs the pass whose stages it visits.
+struct Runner<'t, const MEASURE: bool> {
+    w: &'t Tensor,
+    g: &'t Tensor,
+    weight: bool,
+}
+
+impl<'p, const MEASURE: bool> StageVisitor<'p> for Runner<'_, MEASURE> {
+    type Out = Result<(f64, f64)>;
+
+    fn visit<S: Stages<'p>>(self, stages: S) -> Self::Out {
+        let mut tensors = Vec::new();
+        stages.tensors(&mut tensors);
+        let weight = self.weight;
+        // The loop over one chunk is all that is compiled per chain and
+        // pass; the threading around it is not.
+        let chunk = |w: &mut [f32], g: &[f32], state: Vec<&mut [f32]>| {
+            let stages = stages.bind(&mut state.into_iter());
+            if MEASURE {
+                measure(stages, w, g, weight)
+            } else {
+                wide(
+                    #[inline(always)]
+                    || apply_loop(stages, w, g),
+                );
+                (0.0, 0.0)
+            }
+        };
+        let mut sums = (0.0, 0.0);
+        open(
+            self.w,
+            self.g,
+            &tensors,
+            &mut |w: &mut [f32], g: &[f32], state: Vec<&mut [f32]>| {
+                sums = execute(w, g, state, &chunk);
+                Ok(())
+            },
+        )?;
+        Ok(sums)
+    }
+}
+
+/// One chunk of a pass: `(w, g, state slices) -> (‖w‖², ‖measure‖²)`.
+type Chunk<'c> = dyn Fn(&mut [f32], &[f32], Vec<&mut [f32]>) -> (f64, f64) + Sync + 'c;
 
 /// The plan's passes, for the parameters `params` (`(name, w, contiguous
 /// g)`, in the plan's order).
 struct Passes<'p> {
-    members: &'p [Member],
+    plan: &'p Plan,
+    kernel: &'p dyn Run,
     params: &'p [(&'p str, &'p Tensor, Tensor)],
     /// Per parameter and member: a reduction's factor, once known.
     factors: Vec<Vec<Option<f64>>>,
@@ -82,15 +132,21 @@ struct Passes<'p> {
 /// A candle error if a tensor is not a contiguous f32 CPU tensor or a state
 /// tensor is not shaped like its parameter.
 pub(crate) fn run(plan: &Plan, params: &[(&str, &Tensor, Tensor)]) -> Result<()> {
+    let Some(kernel) = plan.kernel.as_deref() else {
+        return Err(Error::NotFusable {
+            transform: "a plan without a kernel",
+        });
+    };
     let members = plan.members.as_slice();
     let mut passes = Passes {
-        members,
+        plan,
+        kernel,
         params,
         factors: vec![vec![None; members.len()]; params.len()],
         committed: vec![0; params.len()],
     };
     for (j, member) in members.iter().enumerate() {
-        let Action::Reduce(r) = &member.action else {
+        let Role::Reduce(r) = &member.role else {
             continue;
         };
         if !r.global() {
@@ -115,12 +171,16 @@ pub(crate) fn run(plan: &Plan, params: &[(&str, &Tensor, Tensor)]) -> Result<()>
 }
 
 impl Passes<'_> {
+    fn members(&self) -> &[Member] {
+        &self.plan.members
+    }
+
     /// The factors of the per-parameter reductions before member `end` that
     /// apply to parameter `p`, each from a pass up to it.
     fn factors_before(&mut self, p: usize, end: usize) -> Result<()> {
-        let members = self.members;
-        for (j, member) in members[..end].iter().enumerate() {
-            if let Action::Reduce(r) = &member.action
+        for j in 0..end {
+            let member = &self.plan.members[j];
+            if let Role::Reduce(r) = &member.role
                 && !r.global()
                 && member.applies[p].is_some()
                 && self.factors[p][j].is_none()
@@ -136,70 +196,49 @@ impl Passes<'_> {
     /// the norms for member `end` (a reduction), or, at the end of the
     /// chain, `w ← w + u`. Returns the squared norms (0 for the last pass).
     fn pass(&mut self, p: usize, end: usize) -> Result<(f64, f64)> {
-        let members = self.members;
-        let mut ops = Vec::with_capacity(end);
-        for (j, member) in members[..end].iter().enumerate() {
-            let Some(state) = &member.applies[p] else {
-                continue;
-            };
-            match &member.action {
-                Action::Map(kernel) => ops.push(Op::Map {
-                    kernel: kernel.as_ref(),
-                    replay: j < self.committed[p],
-                    state,
-                }),
-                Action::Reduce(reduction) => {
-                    let Some(factor) = self.factors[p][j] else {
-                        unreachable!("a reduction's factor is known before any later pass")
-                    };
-                    if factor != 1.0 {
-                        ops.push(Op::Rescale {
-                            reduction: reduction.as_ref(),
-                            factor,
-                        });
-                    }
-                }
-            }
-        }
+        let committed = self.committed[p];
         // A replayed update that ignores its input makes everything before
-        // it dead: start there, without reading `g`.
-        let ignores_input = |op: &Op<'_>| matches!(op, Op::Map { kernel, replay: true, .. } if !kernel.output_reads_update());
-        let start = ops.iter().rposition(ignores_input);
-        let reads_g = start.is_none();
-        let ops = &ops[start.unwrap_or(0)..];
-        let finish = match members.get(end).map(|m| &m.action) {
-            None => Finish::Apply,
-            Some(Action::Reduce(r)) => Finish::Measure(r.as_ref()),
-            Some(Action::Map(_)) => unreachable!("norm passes end at a reduction"),
-        };
-        let state: Vec<&Tensor> = ops
-            .iter()
-            .flat_map(|op| match op {
-                Op::Map { state, .. } => state.iter().collect(),
-                Op::Rescale { .. } => Vec::new(),
+        // it dead: start there (the loop then never reads `g`).
+        let start = (0..end)
+            .rev()
+            .find(|&j| {
+                let member = &self.members()[j];
+                j < committed
+                    && member.applies[p].is_some()
+                    && matches!(
+                        member.role,
+                        Role::Map {
+                            stateful: true,
+                            replay_reads_update: false
+                        }
+                    )
             })
-            .collect();
+            .unwrap_or(0);
+        let finish = match self.members().get(end).map(|m| &m.role) {
+            None => Finish::Apply,
+            Some(Role::Reduce(r)) => Finish::Measure {
+                weight: r.reads_weight(),
+            },
+            Some(Role::Map { .. }) => unreachable!("norm passes end at a reduction"),
+        };
+        let pass = Pass {
+            plan: self.plan,
+            param: p,
+            start,
+            end,
+            committed,
+            factors: &self.factors[p],
+        };
         let (_, w, g) = &self.params[p];
-        let mut sums = (0.0, 0.0);
-        open(w, g, &state, |w, g, state| {
-            sums = execute(ops, w, g, state, reads_g, finish);
-            Ok(())
-        })?;
-        self.committed[p] = self.committed[p].max(end);
+        let sums = self.kernel.run(pass, w, g, finish)?;
+        self.committed[p] = committed.max(end);
         Ok(sums)
     }
 }
 
-/// Runs `ops` over a parameter, chunk by chunk in parallel; returns the
+/// Runs `chunk` over a parameter, chunk by chunk in parallel; returns the
 /// squared norms, chunk sums added in chunk order.
-fn execute(
-    ops: &[Op<'_>],
-    w: &mut [f32],
-    g: &[f32],
-    state: Vec<&mut [f32]>,
-    reads_g: bool,
-    finish: Finish<'_>,
-) -> (f64, f64) {
+fn execute(w: &mut [f32], g: &[f32], state: Vec<&mut [f32]>, chunk: &Chunk<'_>) -> (f64, f64) {
     let chunks = w.len().div_ceil(CHUNK);
     let mut per_chunk: Vec<Vec<&mut [f32]>> = (0..chunks)
         .map(|_| Vec::with_capacity(state.len()))
@@ -213,91 +252,97 @@ fn execute(
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(per_chunk)
-        .map(|((w, g), mut state)| chunk(ops, w, g, &mut state, reads_g, finish))
+        .map(|((w, g), state)| chunk(w, g, state))
         .collect();
     partial
         .iter()
         .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
 }
 
-/// Runs `ops` over one chunk, block by block.
-fn chunk(
-    ops: &[Op<'_>],
-    w: &mut [f32],
-    g: &[f32],
-    state: &mut [&mut [f32]],
-    reads_g: bool,
-    finish: Finish<'_>,
-) -> (f64, f64) {
-    let mut buf = [0f32; BLOCK];
-    let (mut w_sq, mut x_sq) = ([0f64; LANES], [0f64; LANES]);
-    for start in (0..w.len()).step_by(BLOCK) {
-        let at = start..w.len().min(start + BLOCK);
-        let u = &mut buf[..at.len()];
-        if reads_g {
-            u.copy_from_slice(&g[at.clone()]);
+/// The pass that applies the update: `w ← w + u`, as candle's `w + u`.
+#[inline(always)]
+fn apply_loop<S: Stage>(stages: S, w: &mut [f32], g: &[f32]) {
+    let n = w.len();
+    let g = &g[..n];
+    let mut stages = stages.trim(n);
+    for i in 0..n {
+        let u = stages.step::<false>(i, g[i], w[i]);
+        w[i] += u;
+    }
+}
+
+thread_local! {
+    /// A chunk's measures, between the loop that computes them and the sums.
+    static MEASURES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A norm pass over one chunk: the measures into a scratch buffer (in
+/// cache), then their squares and `w`'s summed in clean loops of their own.
+fn measure<S: Stage>(stages: S, w: &[f32], g: &[f32], weight: bool) -> (f64, f64) {
+    let mut stages = Some(stages);
+    with_scratch(w.len(), &mut |x| {
+        if let Some(stages) = stages.take() {
+            wide(
+                #[inline(always)]
+                || measure_loop(stages, w, g, x),
+            );
         }
-        let mut offset = 0;
-        for op in ops {
-            match *op {
-                Op::Map { kernel, replay, .. } => {
-                    let n = kernel.state_len();
-                    let s = &mut state[offset..offset + n];
-                    kernel.run(replay, u, &w[at.clone()], s, at.clone());
-                    offset += n;
-                }
-                Op::Rescale { reduction, factor } => reduction.rescale(u, factor),
-            }
+    });
+    with_scratch(w.len(), &mut |x| {
+        let w_sq = if weight { sum_squares(w) } else { 0.0 };
+        (w_sq, sum_squares(x))
+    })
+}
+
+/// Runs `f` on this thread's scratch buffer of `n` elements.
+fn with_scratch<T>(n: usize, f: &mut dyn FnMut(&mut [f32]) -> T) -> T {
+    MEASURES.with_borrow_mut(|buf| {
+        if buf.len() < n {
+            buf.resize(n, 0.0);
         }
-        match finish {
-            Finish::Apply => add(&mut w[at], u),
-            Finish::Measure(r) => {
-                r.measure(u, &w[at.clone()]);
-                sum_squares(&mut x_sq, u);
-                if r.reads_weight() {
-                    sum_squares(&mut w_sq, &w[at]);
-                }
-            }
+        f(&mut buf[..n])
+    })
+}
+
+#[inline(always)]
+fn measure_loop<S: Stage>(stages: S, w: &[f32], g: &[f32], x: &mut [f32]) {
+    let n = x.len();
+    let (w, g) = (&w[..n], &g[..n]);
+    let mut stages = stages.trim(n);
+    for i in 0..n {
+        x[i] = stages.step::<true>(i, g[i], w[i]);
+    }
+}
+
+/// `Σ a²` in f64: element `i` into lane `i mod LANES`, lanes added in order,
+/// so the result does not depend on the SIMD width.
+fn sum_squares(a: &[f32]) -> f64 {
+    let mut sum = 0.0;
+    wide(
+        #[inline(always)]
+        || sum = lanes_of_squares(a),
+    );
+    sum
+}
+
+/// [`sum_squares`]'s loop: the lanes a local array (in registers), one
+/// clean reduction LLVM vectorises.
+#[inline(always)]
+fn lanes_of_squares(a: &[f32]) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let blocks = a.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for i in 0..LANES {
+            let x = f64::from(block[i]);
+            lanes[i] += x * x;
         }
     }
-    (w_sq.iter().sum(), x_sq.iter().sum())
-}
-
-/// `w ← w + u`, as candle's `w + u`.
-fn add(w: &mut [f32], u: &[f32]) {
-    wide(
-        #[inline(always)]
-        || {
-            for (w, u) in w.iter_mut().zip(u) {
-                *w += *u;
-            }
-        },
-    );
-}
-
-/// Adds `a²` into `acc` in f64: element `i` into lane `i mod LANES` (blocks
-/// are whole multiples of `LANES`, so the lane is the index in the chunk),
-/// one clean reduction LLVM vectorises.
-fn sum_squares(acc: &mut [f64; LANES], a: &[f32]) {
-    let mut lanes = *acc;
-    wide(
-        #[inline(always)]
-        || {
-            let blocks = a.chunks_exact(LANES);
-            let rest = blocks.remainder();
-            for block in blocks {
-                for i in 0..LANES {
-                    let x = f64::from(block[i]);
-                    lanes[i] += x * x;
-                }
-            }
-            for (i, &x) in rest.iter().enumerate() {
-                let x = f64::from(x);
-                lanes[i] += x * x;
-            }
-        },
-    );
-    *acc = lanes;
+    for (i, &x) in rest.iter().enumerate() {
+        let x = f64::from(x);
+        lanes[i] += x * x;
+    }
+    lanes.iter().sum()
 }
 
 /// Runs `f` compiled for AVX-512 or AVX2 where the CPU has them (detected at

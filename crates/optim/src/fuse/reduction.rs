@@ -3,18 +3,20 @@
 //!
 //! What the norms are taken of is stated once ([`Reduction::measure`],
 //! generic over [`Num`]); [`per_parameter`] and [`global`] run it on tensors
-//! (the composed path), [`Reducer`] on the blocks of a fused pass, which sums
-//! the squares in f64.
+//! (the composed path), [`ReduceKernel`] in a fused chain's norm pass, which
+//! sums the squares in f64, and applies the factor in the next pass.
+
+use std::vec::IntoIter;
 
 use candle_core::{DType, Tensor};
 
-use super::pass::wide;
+use super::kernel::{Kernel, Pass, Stage, StageVisitor, Stages};
 use crate::num::{Num, exact};
 use crate::{Error, Result, Tree};
 
 /// A rescaling of updates by a factor that depends on norms: of `w`, and of
 /// [`Reduction::measure`]`(u, w)` for the incoming update `u`.
-pub(crate) trait Reduction: Send + Sync + 'static {
+pub(crate) trait Reduction: Copy + Send + Sync + 'static {
     /// One factor from the norms over all parameters together (`true`), or
     /// one per parameter from its own norms (`false`).
     fn global(&self) -> bool {
@@ -33,6 +35,7 @@ pub(crate) trait Reduction: Send + Sync + 'static {
 }
 
 /// `u ↦ f·u`, and `u` itself when `f = 1`.
+#[inline(always)]
 pub(crate) fn rescale<T: Num>(u: &T, factor: f64) -> Result<T, T::Error> {
     if factor == 1.0 {
         Ok(u.clone())
@@ -113,56 +116,83 @@ pub(crate) fn global<R: Reduction>(r: &R, updates: Tree, params: &Tree) -> Resul
     updates.map(|_, u| Ok(rescale(u, factor)?))
 }
 
-/// A [`Reduction`] as the fused pass calls it: on one block.
-pub(crate) trait ReduceKernel: Send + Sync {
+/// A [`Reduction`] as the fused step's driver sees it, between passes.
+pub(crate) trait Factor: Send + Sync {
     /// See [`Reduction::global`].
     fn global(&self) -> bool;
     /// See [`Reduction::reads_weight`].
     fn reads_weight(&self) -> bool;
-    /// `u ← measure(u, w)` over one block.
-    fn measure(&self, u: &mut [f32], w: &[f32]);
     /// See [`Reduction::factor`].
     fn factor(&self, w_sq: f64, x_sq: f64) -> f64;
-    /// `u ← rescale(u, factor)` over one block.
-    fn rescale(&self, u: &mut [f32], factor: f64);
 }
 
-/// The fused form of a [`Reduction`].
-pub(crate) struct Reducer<R>(pub(crate) R);
-
-impl<R: Reduction> ReduceKernel for Reducer<R> {
+impl<R: Reduction> Factor for R {
     fn global(&self) -> bool {
-        self.0.global()
+        Reduction::global(self)
     }
 
     fn reads_weight(&self) -> bool {
-        self.0.reads_weight()
-    }
-
-    fn measure(&self, u: &mut [f32], w: &[f32]) {
-        let w = &w[..u.len()];
-        wide(
-            #[inline(always)]
-            || {
-                for (u, w) in u.iter_mut().zip(w) {
-                    *u = exact(self.0.measure(u, w));
-                }
-            },
-        );
+        Reduction::reads_weight(self)
     }
 
     fn factor(&self, w_sq: f64, x_sq: f64) -> f64 {
-        self.0.factor(w_sq, x_sq)
+        Reduction::factor(self, w_sq, x_sq)
+    }
+}
+
+/// A reduction at position `pos` of a fused chain.
+pub struct ReduceKernel<R> {
+    pub(crate) r: R,
+    pub(crate) pos: usize,
+}
+
+impl<R: Reduction> Kernel for ReduceKernel<R> {
+    const REDUCES: bool = true;
+
+    fn stages<'p, V: StageVisitor<'p>>(&'p self, pass: Pass<'p>, v: V) -> V::Out {
+        v.visit(Reduce {
+            r: self.r,
+            measure: pass.measures(self.pos),
+            factor: pass.factor(self.pos),
+        })
+    }
+}
+
+/// A reduction in a pass: the end of its norm pass (`measure`: `u ↦
+/// measure(u, w)`, whose squares are summed), or its factor applied (the
+/// identity at 1). Selects, not branches, in the loop; the pass that
+/// applies the update compiles no measure.
+#[derive(Clone, Copy)]
+pub struct Reduce<R> {
+    r: R,
+    measure: bool,
+    factor: f64,
+}
+
+impl<'p, R: Reduction> Stages<'p> for Reduce<R> {
+    type Bound<'a> = Self;
+
+    fn tensors(&self, _: &mut Vec<&'p Tensor>) {}
+
+    #[inline(always)]
+    fn bind(&self, _: &mut IntoIter<&mut [f32]>) -> Self {
+        *self
+    }
+}
+
+impl<R: Reduction> Stage for Reduce<R> {
+    #[inline(always)]
+    fn trim(self, _: usize) -> Self {
+        self
     }
 
-    fn rescale(&self, u: &mut [f32], factor: f64) {
-        wide(
-            #[inline(always)]
-            || {
-                for u in u.iter_mut() {
-                    *u = exact(rescale(u, factor));
-                }
-            },
-        );
+    #[inline(always)]
+    fn step<const NORM: bool>(&mut self, _: usize, u: f32, w: f32) -> f32 {
+        let rescaled = exact(rescale(&u, self.factor));
+        if !NORM {
+            return rescaled;
+        }
+        let measured = exact(self.r.measure(&u, &w));
+        if self.measure { measured } else { rescaled }
     }
 }

@@ -1,7 +1,7 @@
 //! Adam's bias-corrected moment estimates (Kingma & Ba 2015).
 
 use crate::error::{ensure, ensure_non_negative, ensure_unit};
-use crate::fuse::{Elementwise, apply, state_of};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
 use crate::num::Num;
 use crate::state::key;
 use crate::{OptState, Plan, Result, Transform, Tree};
@@ -125,13 +125,19 @@ impl Transform for ScaleByAdam {
         true
     }
 
-    fn fuse(&self, state: AdamState, plan: &mut Plan) -> Result<AdamState> {
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: AdamState,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(AdamState, V::Out)> {
         let count = state.count + 1;
         let moments = [&state.mu, &state.nu];
-        plan.map(AdamStep::new(self.cfg, count), |name| {
+        let kernel = plan.stateful(AdamStep::new(self.cfg, count), true, |name| {
             state_of(&moments, name)
         })?;
-        Ok(AdamState { count, ..state })
+        let out = v.visit(plan, kernel)?;
+        Ok((AdamState { count, ..state }, out))
     }
 }
 

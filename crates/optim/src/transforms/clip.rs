@@ -1,7 +1,7 @@
 //! Gradient clipping: by global norm and elementwise.
 
 use crate::error::ensure;
-use crate::fuse::{Elementwise, Reduction, apply, global};
+use crate::fuse::{Elementwise, FuseVisitor, Reduction, apply, global};
 use crate::num::Num;
 use crate::{Plan, Result, Transform, Tree};
 
@@ -62,9 +62,14 @@ impl Transform for ClipByGlobalNorm {
         true
     }
 
-    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
-        plan.reduce(*self);
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.reduce(*self);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 
@@ -141,9 +146,14 @@ impl Transform for Clip {
         true
     }
 
-    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
-        plan.map(*self, |_| Ok([]))?;
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.pure(*self, true);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Weight decay as an update term.
 
 use crate::error::ensure_non_negative;
-use crate::fuse::{Elementwise, apply};
+use crate::fuse::{Elementwise, FuseVisitor, apply};
 use crate::num::Num;
 use crate::{Plan, Result, Transform, Tree};
 
@@ -61,11 +61,15 @@ impl Transform for AddDecayedWeights {
         true
     }
 
-    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
-        if self.weight_decay != 0.0 {
-            plan.map(*self, |_| Ok([]))?;
-        }
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        // With λ = 0 it is the identity: a member that applies to nothing.
+        let kernel = plan.pure(*self, self.weight_decay != 0.0);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 

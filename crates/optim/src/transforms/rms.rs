@@ -1,7 +1,7 @@
 //! RMSprop's running average of squared gradients (Tieleman & Hinton 2012).
 
 use crate::error::{ensure_non_negative, ensure_unit};
-use crate::fuse::{Elementwise, apply, state_of};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
 use crate::num::Num;
 use crate::state::key;
 use crate::{OptState, Plan, Result, Transform, Tree};
@@ -120,15 +120,22 @@ impl Transform for ScaleByRms {
         true
     }
 
-    fn fuse(&self, state: RmsState, plan: &mut Plan) -> Result<RmsState> {
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: RmsState,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(RmsState, V::Out)> {
         let step = RmsStep(self.cfg);
-        if self.cfg.centered {
+        let out = if self.cfg.centered {
             let averages = [&state.nu, &state.mu];
-            plan.map::<_, 2>(step, |name| state_of(&averages, name))?;
+            let kernel = plan.stateful::<_, 2>(step, true, |name| state_of(&averages, name))?;
+            v.visit(plan, kernel)?
         } else {
-            plan.map::<_, 1>(step, |name| state_of(&[&state.nu], name))?;
-        }
-        Ok(state)
+            let kernel = plan.stateful::<_, 1>(step, true, |name| state_of(&[&state.nu], name))?;
+            v.visit(plan, kernel)?
+        };
+        Ok((state, out))
     }
 }
 

@@ -1,7 +1,7 @@
 //! AdaGrad's root sum of squared gradients (Duchi, Hazan & Singer 2011).
 
 use crate::error::ensure_non_negative;
-use crate::fuse::{Elementwise, apply, state_of};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
 use crate::num::Num;
 use crate::{Plan, Result, Transform, Tree};
 
@@ -65,9 +65,14 @@ impl Transform for ScaleByRss {
         true
     }
 
-    fn fuse(&self, sum: Tree, plan: &mut Plan) -> Result<Tree> {
-        plan.map(*self, |name| state_of(&[&sum], name))?;
-        Ok(sum)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        sum: Tree,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Tree, V::Out)> {
+        let kernel = plan.stateful(*self, true, |name| state_of(&[&sum], name))?;
+        Ok((sum, v.visit(plan, kernel)?))
     }
 }
 

@@ -1,11 +1,12 @@
 //! Scaling updates by a constant or by a scheduled learning rate.
 
-use crate::fuse::{Elementwise, apply};
+use crate::fuse::{Elementwise, FuseVisitor, apply};
 use crate::num::Num;
 use crate::{Plan, Result, Schedule, Transform, Tree};
 
 /// `u ↦ c·u` (candle's `affine(c, 0)`): the update of [`scale`] and of
 /// [`scale_by_learning_rate`] (`c = −η(t)`).
+#[derive(Clone, Copy)]
 struct Multiply(f64);
 
 impl Elementwise<0> for Multiply {
@@ -53,9 +54,14 @@ impl Transform for Scale {
         true
     }
 
-    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
-        plan.map(Multiply(self.factor), |_| Ok([]))?;
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.pure(Multiply(self.factor), true);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 
@@ -105,8 +111,13 @@ impl<S: Schedule> Transform for ScaleByLearningRate<S> {
         true
     }
 
-    fn fuse(&self, count: u64, plan: &mut Plan) -> Result<u64> {
-        plan.map(Multiply(-self.schedule.at(count)), |_| Ok([]))?;
-        Ok(count + 1)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        count: u64,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(u64, V::Out)> {
+        let kernel = plan.pure(Multiply(-self.schedule.at(count)), true);
+        Ok((count + 1, v.visit(plan, kernel)?))
     }
 }

@@ -1,7 +1,7 @@
 //! Momentum as a trace of past updates (heavy ball and Nesterov).
 
 use crate::error::ensure_unit;
-use crate::fuse::{Elementwise, apply, state_of};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
 use crate::num::Num;
 use crate::{Plan, Result, Transform, Tree};
 
@@ -61,11 +61,17 @@ impl Transform for Trace {
         true
     }
 
-    fn fuse(&self, trace: Tree, plan: &mut Plan) -> Result<Tree> {
-        if self.decay != 0.0 {
-            plan.map(*self, |name| state_of(&[&trace], name))?;
-        }
-        Ok(trace)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        trace: Tree,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Tree, V::Out)> {
+        // With μ = 0 it is the identity and keeps no state: a member that
+        // applies to nothing.
+        let on = self.decay != 0.0;
+        let kernel = plan.stateful(*self, on, |name| state_of(&[&trace], name))?;
+        Ok((trace, v.visit(plan, kernel)?))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Layer-wise trust ratios: LARS (You et al. 2017) and LAMB (You et al. 2020).
 
 use crate::error::{ensure, ensure_non_negative};
-use crate::fuse::{Reduction, per_parameter};
+use crate::fuse::{FuseVisitor, Reduction, per_parameter};
 use crate::num::Num;
 use crate::{Plan, Result, Transform, Tree};
 
@@ -181,9 +181,14 @@ impl Transform for ScaleByTrustRatio {
         true
     }
 
-    fn fuse(&self, state: (), plan: &mut Plan) -> Result<()> {
-        plan.reduce(*self);
-        Ok(state)
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.reduce(*self);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 
