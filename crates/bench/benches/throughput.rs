@@ -23,7 +23,7 @@ use bigbatch_models::ops::Activation;
 use bigbatch_models::{
     CifarResNet, CifarResNetConfig, LeNet5, LeNet5Config, Network, Shortcut, VarStore,
 };
-use bigbatch_optim::{Fused, Optimizer, Params, softmax_cross_entropy};
+use bigbatch_optim::{Optimizer, Params, momentum, softmax_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use clap::{Parser, ValueEnum};
 
@@ -110,11 +110,7 @@ fn main() -> Result<()> {
         let (net, [c, h, w]) = build(args.model, &vars)?;
         let params = Params::new(vars.vars());
         // As the training loop builds it: momentum, updated in place.
-        let rule = Fused::Momentum {
-            beta: 0.9,
-            nesterov: false,
-        };
-        let mut opt = Optimizer::fused(rule, 0.01, &params)?;
+        let mut opt = Optimizer::new(momentum(0.01, 0.9), &params)?;
         let x = Tensor::randn(0f32, 1., (batch, c, h, w), &Device::Cpu)?;
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
         let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;

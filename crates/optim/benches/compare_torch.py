@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[3]
 PEER = Path(__file__).with_name("torch_optim.py")
 PARAMS = 25_557_032
 # f32 tensors each optimizer must read and write once per update.
-FLOOR_TENSORS = {"sgd": 3, "momentum": 5, "adam": 7, "adamw": 7, "lars": 5, "lamb": 7}
+FLOOR_TENSORS = {"sgd": 3, "momentum": 5, "adagrad": 5, "rmsprop": 5, "adam": 7, "adamw": 7,
+                 "lars": 5, "lamb": 7}
 # The rows that make one pass, whose best rate is the machine's bandwidth.
 SINGLE_PASS = ("sgd", "momentum", "adam", "adamw")
 

@@ -1,5 +1,9 @@
 //! One optimizer update on a ResNet-50-sized parameter set (He et al. 2016,
-//! torchvision `resnet50`: 161 tensors, 25,557,032 parameters, f32).
+//! torchvision `resnet50`: 161 tensors, 25,557,032 parameters, f32), side by
+//! side: each optimizer's composed chain (`<name>`: one candle op after
+//! another, then `w + u`) and the same chain fused (`<name>_fused`:
+//! `Optimizer::new` runs it in place, one pass per parameter, two for the
+//! trust ratios).
 //!
 //! Run with `cargo bench -p bigbatch-optim --bench update`; compare with
 //! `python3 crates/optim/benches/torch_optim.py` in the same session. The
@@ -12,8 +16,8 @@
 use std::hint::black_box;
 
 use bigbatch_optim::{
-    AdamConfig, Fused, LambConfig, LarsConfig, Optimizer, Params, Transform, Tree, adam, adamw,
-    boxed, lamb, lars, mask, momentum, sgd,
+    AdagradConfig, AdamConfig, Boxed, LambConfig, LarsConfig, Optimizer, Params, RmsConfig,
+    Transform, Tree, adagrad, adam, adamw, boxed, lamb, lars, mask, momentum, rmsprop, sgd,
 };
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -72,6 +76,9 @@ fn random_tree(shapes: &[(String, Vec<usize>)], scale: f64, device: &Device) -> 
         .collect()
 }
 
+/// Builds an optimizer's chain (once for the composed rows, once for the fused).
+type Make = Box<dyn Fn() -> Boxed>;
+
 fn bench_updates(c: &mut Criterion) {
     let device = Device::Cpu;
     let shapes = resnet50_shapes();
@@ -94,22 +101,44 @@ fn bench_updates(c: &mut Criterion) {
         weight_decay_mask: mask::exclude_bias_and_norm(),
         ..LambConfig::default()
     };
-    // (name, transform, f32 tensors read + written once per update: the floor)
-    let optimizers = [
-        ("sgd", boxed(sgd(0.1)), 2 + 1),
-        ("momentum", boxed(momentum(0.1, 0.9)), 3 + 2),
-        ("adam", boxed(adam(1e-3, AdamConfig::default())), 4 + 3),
+    // (name, chain, f32 tensors read + written once per update: the floor)
+    let optimizers: [(&str, Make, usize); 8] = [
+        ("sgd", Box::new(|| boxed(sgd(0.1))), 2 + 1),
+        ("momentum", Box::new(|| boxed(momentum(0.1, 0.9))), 3 + 2),
         (
-            "adamw",
-            boxed(adamw(1e-3, AdamConfig::default(), 0.01, mask::all())),
+            "adagrad",
+            Box::new(|| boxed(adagrad(0.01, AdagradConfig::default()))),
+            3 + 2,
+        ),
+        (
+            "rmsprop",
+            Box::new(|| boxed(rmsprop(1e-3, RmsConfig::default(), 0.0))),
+            3 + 2,
+        ),
+        (
+            "adam",
+            Box::new(|| boxed(adam(1e-3, AdamConfig::default()))),
             4 + 3,
         ),
-        ("lars", boxed(lars(0.1, lars_cfg.clone())), 3 + 2),
-        ("lamb", boxed(lamb(1e-3, lamb_cfg.clone())), 4 + 3),
+        (
+            "adamw",
+            Box::new(|| boxed(adamw(1e-3, AdamConfig::default(), 0.01, mask::all()))),
+            4 + 3,
+        ),
+        (
+            "lars",
+            Box::new(move || boxed(lars(0.1, lars_cfg.clone()))),
+            3 + 2,
+        ),
+        (
+            "lamb",
+            Box::new(move || boxed(lamb(1e-3, lamb_cfg.clone()))),
+            4 + 3,
+        ),
     ];
     let mut group = c.benchmark_group("resnet50_update");
     group.sample_size(10);
-    for (name, tx, tensors) in optimizers {
+    for (name, make, tensors) in &optimizers {
         let floor_bytes = tensors * n * 4;
         // The minimal traffic, for the ratio against memory bandwidth.
         eprintln!(
@@ -117,8 +146,9 @@ fn bench_updates(c: &mut Criterion) {
             floor_bytes as f64 / 1e6
         );
         group.throughput(criterion::Throughput::Bytes(floor_bytes as u64));
+        let tx = make();
         let state = tx.init(&params).expect("init");
-        group.bench_function(name, |b| {
+        group.bench_function(*name, |b| {
             b.iter(|| {
                 let (u, s) = tx
                     .update(grads.clone(), state.clone(), &params)
@@ -130,42 +160,15 @@ fn bench_updates(c: &mut Criterion) {
         });
     }
 
-    // The same updates in place (`Optimizer::fused`): one pass per parameter.
+    // The same chains fused: in place, one pass per parameter.
     let vars = Params::new(params.iter().map(|(name, t)| {
         let var = Var::from_tensor(t).expect("var");
         (name.to_owned(), var)
     }));
-    let fused = [
-        ("sgd", Fused::Sgd, 3),
-        (
-            "momentum",
-            Fused::Momentum {
-                beta: 0.9,
-                nesterov: false,
-            },
-            5,
-        ),
-        ("adam", Fused::Adam(AdamConfig::default()), 7),
-        (
-            "adamw",
-            Fused::AdamW {
-                cfg: AdamConfig::default(),
-                weight_decay: 0.01,
-                mask: mask::all(),
-            },
-            7,
-        ),
-        ("lars", Fused::Lars(lars_cfg), 5),
-        ("lamb", Fused::Lamb(lamb_cfg), 7),
-    ];
-    for (name, rule, tensors) in fused {
+    for (name, make, tensors) in &optimizers {
         group.throughput(criterion::Throughput::Bytes((tensors * n * 4) as u64));
-        let lr = if matches!(rule, Fused::Sgd | Fused::Momentum { .. } | Fused::Lars(_)) {
-            0.1
-        } else {
-            1e-3
-        };
-        let mut opt = Optimizer::fused(rule, lr, &vars).expect("fused optimizer");
+        let mut opt = Optimizer::new(make(), &vars).expect("optimizer");
+        assert!(opt.is_fused(), "{name} runs in place");
         // Allocate the state outside the timing, as torch_optim.py does.
         opt.step(&vars, grads.clone()).expect("step");
         group.bench_function(format!("{name}_fused"), |b| {

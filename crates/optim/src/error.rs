@@ -50,6 +50,12 @@ pub enum Error {
         /// The shape found.
         found: Vec<usize>,
     },
+    /// A transform without a fused form was asked to run fused.
+    #[error("`{transform}` has no fused form")]
+    NotFusable {
+        /// The transform's type.
+        transform: &'static str,
+    },
     /// A gradient [`crate::Accumulator`] was read before any micro-batch was added.
     #[error("no micro-batch has been accumulated")]
     NothingAccumulated,

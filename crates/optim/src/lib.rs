@@ -7,9 +7,11 @@
 //! (bounded) trust ratio to any of them. [`mask`] chooses which parameters a
 //! transform touches; [`schedule`] holds learning-rate schedules.
 //! [`Optimizer`] binds a transform to a model's [`Params`] for use in a
-//! training loop, and saves its state to safetensors; [`Optimizer::fused`]
-//! runs the most used named optimizers ([`Fused`]) in place, one pass per
-//! parameter, bit for bit equal to their chains.
+//! training loop, and saves its state to safetensors. Fusion is a property
+//! of the transforms: each elementwise one states its per-element update
+//! once, and any chain of them (every named optimizer, every
+//! [`OptimizerSpec`]) runs on f32 CPU parameters as in-place passes over each
+//! parameter ([`Plan`]), equal to the composed chain.
 //!
 //! ```
 //! use bigbatch_optim::{nesterov, Optimizer, Params};
@@ -27,10 +29,11 @@
 mod accumulate;
 mod alias;
 mod error;
-mod fused;
+mod fuse;
 mod layerwise;
 mod loss;
 pub mod mask;
+mod num;
 mod optimizer;
 mod params;
 pub mod schedule;
@@ -50,7 +53,7 @@ pub use bigbatch_spec::{
     TrustRatioSpec,
 };
 pub use error::{Error, Result};
-pub use fused::Fused;
+pub use fuse::Plan;
 pub use layerwise::{Layerwise, layerwise};
 pub use loss::{softmax_cross_entropy, softmax_cross_entropy_composed};
 pub use mask::{Mask, Masked, MaskedState, masked};

@@ -26,7 +26,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::{OptState, Result, Transform, Tree};
+use crate::fuse::{FuseVisitor, Kernel};
+use crate::{OptState, Plan, Result, Transform, Tree};
 
 type Predicate = dyn Fn(&str, &[usize]) -> bool + Send + Sync;
 
@@ -200,6 +201,46 @@ impl<T: Transform> Transform for Masked<T> {
                 inner,
             },
         ))
+    }
+
+    fn fusable(&self) -> bool {
+        self.inner.fusable_member()
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: Self::State,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Self::State, V::Out)> {
+        // The inner members apply to the selection; the rest of the chain
+        // (what `v` goes on with) to whatever applied before.
+        let outer = plan.select(Some(state.selected.clone()));
+        let v = Unmasked { outer, v };
+        let (inner, out) = self.inner.fuse_kernel(state.inner, plan, v)?;
+        Ok((
+            MaskedState {
+                selected: state.selected,
+                inner,
+            },
+            out,
+        ))
+    }
+}
+
+/// Restores the selection that applied before a [`Masked`] transform's
+/// members, then goes on with the chain.
+struct Unmasked<V> {
+    outer: Option<Arc<BTreeSet<String>>>,
+    v: V,
+}
+
+impl<V: FuseVisitor> FuseVisitor for Unmasked<V> {
+    type Out = V::Out;
+
+    fn visit<K: Kernel>(self, plan: &mut Plan, kernel: K) -> Result<V::Out> {
+        plan.select(self.outer);
+        self.v.visit(plan, kernel)
     }
 }
 

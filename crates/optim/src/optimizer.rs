@@ -1,14 +1,10 @@
 //! [`Optimizer`]: a transform and its state, applied to a model's [`Params`].
 
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::DType;
 
-use crate::fused::FusedUpdate;
-use crate::{
-    Boxed, BoxedState, Error, Fused, OptState, Params, Result, Schedule, Transform, Tree, boxed,
-};
+use crate::{Boxed, BoxedState, Error, OptState, Params, Result, Transform, Tree, boxed, fuse};
 
 /// A transform bound to its state: the stateful convenience a training loop wants.
 ///
@@ -19,6 +15,7 @@ use crate::{
 /// let w = Var::new(&[3f32], &Device::Cpu)?;
 /// let params = Params::new([("w".to_string(), w.clone())]);
 /// let mut opt = Optimizer::new(momentum(0.1, 0.5), &params)?;
+/// assert!(opt.is_fused()); // f32 on the CPU: in place
 /// for _ in 0..100 {
 ///     let loss = w.as_tensor().sqr()?.sum_all()?;
 ///     opt.step(&params, params.grads(&loss.backward()?)?)?;
@@ -27,83 +24,75 @@ use crate::{
 /// # Ok(()) }
 /// ```
 ///
-/// [`Optimizer::fused`] runs the named optimizers as in-place passes over
-/// each parameter on the CPU (see [`Fused`]): same updates, same state
-/// file, a fraction of the memory traffic.
+/// A transform whose every part fuses ([`Transform::fusable`]: every named
+/// optimizer, every [`crate::OptimizerSpec`]) runs in place when the
+/// parameters are f32 CPU tensors: one pass over each parameter, its gradient
+/// and its state per step (one more per trust ratio or clip, which need norms
+/// first), with the composed chain's updates and state (see [`crate::Plan`]).
+/// Otherwise, or through [`Optimizer::composed`], each step runs
+/// [`Transform::update`] on tensors.
 #[derive(Debug)]
 pub struct Optimizer {
-    engine: Engine,
+    transform: Boxed,
+    state: BoxedState,
+    /// Steps run fused, in place.
+    in_place: bool,
     steps: u64,
 }
 
-/// How updates are computed: the composed transform, or its fused form.
-#[derive(Debug)]
-enum Engine {
-    Composed { transform: Boxed, state: BoxedState },
-    Fused(Box<FusedUpdate>),
-}
-
 impl Optimizer {
-    /// Initialises `transform`'s state for `params`.
+    /// Initialises `transform`'s state for `params`; steps run fused, in
+    /// place, if the transform fuses and every parameter is an f32 CPU tensor.
     ///
     /// # Errors
-    /// A candle error from allocating state.
+    /// [`Error::InvalidHyperparameter`] as the transform's `init` reports it;
+    /// a candle error from allocating state.
     pub fn new(transform: impl Transform + 'static, params: &Params) -> Result<Self> {
-        let transform = boxed(transform);
-        let state = transform.init(&params.tree())?;
-        Ok(Self {
-            engine: Engine::Composed { transform, state },
-            steps: 0,
-        })
+        let in_place = transform.fusable()
+            && params
+                .iter()
+                .all(|(_, v)| v.device().is_cpu() && v.dtype() == DType::F32);
+        Self::with(transform, params, in_place)
     }
 
-    /// The named optimizer `rule` with learning rate `learning_rate`, run in
-    /// place: one pass over each parameter, its gradient and its state per
-    /// step (two for LARS and LAMB, which need norms first), when every
-    /// parameter is an f32 tensor on the CPU; otherwise the
-    /// composed chain [`Fused::chain`]. Either way the updates and the saved
-    /// state are those of the chain ([`crate::sgd`], [`crate::momentum`], …).
+    /// As [`Optimizer::new`], but always composed: every step runs
+    /// [`Transform::update`] on tensors (the definition the fused steps are
+    /// tested against).
     ///
     /// ```
-    /// use bigbatch_optim::{Fused, Optimizer, Params};
+    /// use bigbatch_optim::{adam, AdamConfig, Optimizer, Params};
     /// use candle_core::{Device, Var};
     /// # fn main() -> Result<(), bigbatch_optim::Error> {
     /// let w = Var::new(&[3f32], &Device::Cpu)?;
     /// let params = Params::new([("w".to_string(), w.clone())]);
-    /// let rule = Fused::Momentum { beta: 0.5, nesterov: false };
-    /// let mut opt = Optimizer::fused(rule, 0.1, &params)?;
-    /// for _ in 0..100 {
-    ///     let loss = w.as_tensor().sqr()?.sum_all()?;
-    ///     opt.step(&params, params.grads(&loss.backward()?)?)?;
-    /// }
-    /// assert!(w.as_tensor().to_vec1::<f32>()?[0].abs() < 1e-3);
+    /// let opt = Optimizer::composed(adam(0.1, AdamConfig::default()), &params)?;
+    /// assert!(!opt.is_fused());
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidHyperparameter`] as the chain's `init` reports it; a
-    /// candle error from allocating state.
-    pub fn fused(
-        rule: Fused,
-        learning_rate: impl Schedule + 'static,
-        params: &Params,
-    ) -> Result<Self> {
-        let schedule: Arc<dyn Schedule> = Arc::new(learning_rate);
-        let in_place = params
-            .iter()
-            .all(|(_, v)| v.device().is_cpu() && v.dtype() == DType::F32);
-        if !in_place {
-            return Self::new(rule.chain(schedule), params);
+    /// As [`Optimizer::new`].
+    pub fn composed(transform: impl Transform + 'static, params: &Params) -> Result<Self> {
+        Self::with(transform, params, false)
+    }
+
+    fn with(transform: impl Transform + 'static, params: &Params, in_place: bool) -> Result<Self> {
+        let transform = boxed(transform);
+        let mut state = transform.init(&params.tree())?;
+        if in_place {
+            fuse::own(&mut state)?;
         }
         Ok(Self {
-            engine: Engine::Fused(Box::new(FusedUpdate::new(rule, schedule, &params.tree())?)),
+            transform,
+            state,
+            in_place,
             steps: 0,
         })
     }
 
-    /// Whether updates run in place ([`Optimizer::fused`] on the CPU).
+    /// Whether steps run fused, in place (see [`Optimizer::new`]).
     pub fn is_fused(&self) -> bool {
-        matches!(self.engine, Engine::Fused(_))
+        self.in_place
     }
 
     /// The number of updates applied so far.
@@ -116,14 +105,13 @@ impl Optimizer {
     /// # Errors
     /// [`Error::TreeMismatch`] if `grads` and `params` disagree on names, or a candle error.
     pub fn step(&mut self, params: &Params, grads: Tree) -> Result<()> {
-        match &mut self.engine {
-            Engine::Composed { transform, state } => {
-                let values = params.tree();
-                let (updates, next) = transform.update(grads, state.clone(), &values)?;
-                params.apply(&updates)?;
-                *state = next;
-            }
-            Engine::Fused(fused) => fused.step(params, &grads)?,
+        if self.in_place {
+            fuse::step(&self.transform, &mut self.state, params, &grads)?;
+        } else {
+            let values = params.tree();
+            let (updates, next) = self.transform.update(grads, self.state.clone(), &values)?;
+            params.apply(&updates)?;
+            self.state = next;
         }
         self.steps += 1;
         Ok(())
@@ -136,9 +124,11 @@ impl Optimizer {
     pub fn state_tree(&self) -> Result<Tree> {
         let mut out = Tree::new();
         self.steps.save("steps", &mut out)?;
-        match &self.engine {
-            Engine::Composed { state, .. } => state.save("state", &mut out)?,
-            Engine::Fused(fused) => fused.save("state", &mut out)?,
+        let mut state = Tree::new();
+        self.state.save("state", &mut state)?;
+        for (name, t) in state {
+            // Copies in place: the tensors here are updated by the next step.
+            out.insert(name, if self.in_place { t.copy()? } else { t });
         }
         Ok(out)
     }
@@ -150,18 +140,13 @@ impl Optimizer {
     pub fn load_state_tree(&mut self, saved: &Tree) -> Result<()> {
         let mut steps = 0;
         steps.load("steps", saved)?;
-        match &mut self.engine {
-            Engine::Composed { state, .. } => {
-                let mut loaded = state.clone();
-                loaded.load("state", saved)?;
-                *state = loaded;
-            }
-            Engine::Fused(fused) => {
-                let mut loaded = fused.clone();
-                loaded.load("state", saved)?;
-                *fused = loaded;
-            }
+        let mut loaded = self.state.clone();
+        loaded.load("state", saved)?;
+        if self.in_place {
+            // Updated in place from now on: not through `saved`.
+            fuse::own(&mut loaded)?;
         }
+        self.state = loaded;
         self.steps = steps;
         Ok(())
     }

@@ -8,9 +8,8 @@
 //! | `name` | the named optimizer's chain ([`crate::sgd`] … [`crate::lamb`]) |
 //! | `trust_ratio` (other than LARS/LAMB) | [`crate::layerwise`]: LAMB's ratio on the method's direction, masked, bounded |
 //!
-//! A spec with no clipping that is exactly a named optimizer (the usual case)
-//! runs through [`Optimizer::fused`]: in place on the CPU, bit for bit its
-//! chain. The others run their composed chain.
+//! Every chain built here fuses: on f32 CPU parameters, [`Optimizer::new`]
+//! runs it in place (see [`crate::Plan`]), equal to the composed chain.
 
 use std::sync::Arc;
 
@@ -21,9 +20,9 @@ use crate::schedule::{
     CosineDecay, CosineRestarts, Linear, Piecewise, Polynomial, Triangular, join,
 };
 use crate::{
-    AdagradConfig, AdamConfig, Boxed, Fused, LambConfig, LarsConfig, Layerwise, Optimizer, Params,
-    Result, RmsConfig, Schedule, Transform, TrustRatioConfig, adagrad, adam, add_decayed_weights,
-    boxed, chain, clip_by_global_norm, layerwise, momentum, nesterov, rmsprop, sgd,
+    AdagradConfig, AdamConfig, Boxed, LambConfig, LarsConfig, Layerwise, Optimizer, Params, Result,
+    RmsConfig, Schedule, Transform, TrustRatioConfig, adagrad, adam, add_decayed_weights, boxed,
+    chain, clip_by_global_norm, layerwise, momentum, nesterov, rmsprop, sgd,
 };
 
 /// Builds an [`OptimizerSpec`] into an [`Optimizer`].
@@ -61,8 +60,8 @@ pub trait BuildOptimizer {
         horizon: &Horizon,
     ) -> Result<Optimizer>;
 
-    /// The composed chain [`BuildOptimizer::build`] runs (or, when it runs
-    /// in place, equals), as one boxed [`Transform`].
+    /// The chain [`BuildOptimizer::build`] runs (fused, in place, on f32 CPU
+    /// parameters), as one boxed [`Transform`].
     ///
     /// # Errors
     /// As [`BuildOptimizer::build`].
@@ -79,20 +78,14 @@ impl BuildOptimizer for OptimizerSpec {
         self.validate()?;
         let lr: Arc<dyn Schedule> = Arc::from(schedule.build(self.learning_rate, horizon)?);
         let masks = Masks::resolve(self, params)?;
-        match fused_rule(self, &masks) {
-            Some(rule) => Optimizer::fused(rule, lr, params),
-            None => Optimizer::new(composed(self, &masks, lr), params),
-        }
+        Optimizer::new(composed(self, &masks, lr), params)
     }
 
     fn chain(&self, params: &Params, schedule: &ScheduleSpec, horizon: &Horizon) -> Result<Boxed> {
         self.validate()?;
         let lr: Arc<dyn Schedule> = Arc::from(schedule.build(self.learning_rate, horizon)?);
         let masks = Masks::resolve(self, params)?;
-        Ok(match fused_rule(self, &masks) {
-            Some(rule) => rule.chain(lr),
-            None => composed(self, &masks, lr),
-        })
+        Ok(composed(self, &masks, lr))
     }
 }
 
@@ -187,7 +180,6 @@ impl BuildSchedule for ScheduleSpec {
 /// The spec's masks, resolved against the parameters.
 struct Masks {
     weight_decay: Mask,
-    weight_decay_all: bool,
     trust_ratio: Mask,
 }
 
@@ -205,7 +197,6 @@ impl Masks {
         };
         Ok(Self {
             weight_decay: resolve(&spec.weight_decay_mask, "weight_decay_mask")?,
-            weight_decay_all: spec.weight_decay_mask.is_all(),
             trust_ratio: resolve(&spec.trust_ratio_mask, "trust_ratio_mask")?,
         })
     }
@@ -278,71 +269,55 @@ fn adam_config(b1: f64, b2: f64, eps: f64) -> AdamConfig {
     }
 }
 
-/// The in-place rule that equals the spec's chain, if there is one.
-fn fused_rule(spec: &OptimizerSpec, masks: &Masks) -> Option<Fused> {
-    if spec.clip_global_norm.is_some() {
-        return None;
-    }
-    let plain = spec.weight_decay == 0.0 && spec.trust_ratio.is_none();
-    match spec.method {
-        Method::Sgd if plain => Some(Fused::Sgd),
-        Method::Momentum { momentum } if plain => Some(Fused::Momentum {
-            beta: momentum,
-            nesterov: false,
-        }),
-        Method::Nesterov { momentum } if plain => Some(Fused::Momentum {
-            beta: momentum,
-            nesterov: true,
-        }),
-        Method::Adam { b1, b2, eps } if plain => Some(Fused::Adam(adam_config(b1, b2, eps))),
-        Method::Adamw { b1, b2, eps } if spec.trust_ratio.is_none() => Some(Fused::AdamW {
-            cfg: adam_config(b1, b2, eps),
-            weight_decay: spec.weight_decay,
-            mask: masks.weight_decay.clone(),
-        }),
-        Method::Lars {
-            momentum,
-            nesterov,
-            eta,
-            eps,
-        } => Some(Fused::Lars(lars_config(
-            spec, masks, momentum, nesterov, eta, eps,
-        ))),
-        Method::Lamb { b1, b2, eps } => Some(Fused::Lamb(lamb_config(spec, masks, b1, b2, eps))),
-        _ => None,
-    }
-}
-
-/// `optimizer`, with the spec's layer-wise trust ratio inserted before its
-/// learning rate if it has one.
-fn with_trust_ratio<T>(optimizer: T, spec: &OptimizerSpec, masks: &Masks) -> Boxed
+/// The whole chain of a spec around a method's optimizer `core`: the
+/// layer-wise trust ratio inserted before its learning rate, an L2 penalty
+/// before it (`l2`, for the methods whose decay is not their own), a clip
+/// first. Composed statically and boxed once, so that it fuses as one chain.
+fn finish<T>(core: T, spec: &OptimizerSpec, masks: &Masks, l2: bool) -> Boxed
 where
     T: Layerwise + Transform + 'static,
     T::Output: 'static,
 {
     match trust_ratio(spec) {
-        None => boxed(optimizer),
-        Some(cfg) => boxed(layerwise(optimizer, cfg, masks.trust_ratio.clone())),
+        None => with_l2(core, spec, masks, l2),
+        Some(cfg) => {
+            let core = layerwise(core, cfg, masks.trust_ratio.clone());
+            with_l2(core, spec, masks, l2)
+        }
+    }
+}
+
+/// `core` after the spec's (masked) L2 penalty, if `l2` and it has one.
+fn with_l2<T: Transform + 'static>(
+    core: T,
+    spec: &OptimizerSpec,
+    masks: &Masks,
+    l2: bool,
+) -> Boxed {
+    if !l2 || spec.weight_decay == 0.0 {
+        return with_clip(core, spec);
+    }
+    let decay = masked(
+        add_decayed_weights(spec.weight_decay),
+        masks.weight_decay.clone(),
+    );
+    with_clip(chain((decay, core)), spec)
+}
+
+/// `core` after the spec's global-norm clip, if it has one.
+fn with_clip<T: Transform + 'static>(core: T, spec: &OptimizerSpec) -> Boxed {
+    match spec.clip_global_norm {
+        Some(max_norm) => boxed(chain((clip_by_global_norm(max_norm), core))),
+        None => boxed(core),
     }
 }
 
 /// The composed chain of any spec (see the module table).
 fn composed(spec: &OptimizerSpec, masks: &Masks, lr: Arc<dyn Schedule>) -> Boxed {
-    let l2 = |core: Boxed| -> Boxed {
-        if spec.weight_decay == 0.0 {
-            return core;
-        }
-        let decay = add_decayed_weights(spec.weight_decay);
-        if masks.weight_decay_all {
-            boxed(chain((decay, core)))
-        } else {
-            boxed(chain((masked(decay, masks.weight_decay.clone()), core)))
-        }
-    };
-    let core = match spec.method {
-        Method::Sgd => l2(with_trust_ratio(sgd(lr), spec, masks)),
-        Method::Momentum { momentum: mu } => l2(with_trust_ratio(momentum(lr, mu), spec, masks)),
-        Method::Nesterov { momentum: mu } => l2(with_trust_ratio(nesterov(lr, mu), spec, masks)),
+    match spec.method {
+        Method::Sgd => finish(sgd(lr), spec, masks, true),
+        Method::Momentum { momentum: mu } => finish(momentum(lr, mu), spec, masks, true),
+        Method::Nesterov { momentum: mu } => finish(nesterov(lr, mu), spec, masks, true),
         Method::Adagrad {
             initial_accumulator_value,
             eps,
@@ -351,7 +326,7 @@ fn composed(spec: &OptimizerSpec, masks: &Masks, lr: Arc<dyn Schedule>) -> Boxed
                 initial_accumulator_value,
                 eps,
             };
-            l2(with_trust_ratio(adagrad(lr, cfg), spec, masks))
+            finish(adagrad(lr, cfg), spec, masks, true)
         }
         Method::Rmsprop {
             decay,
@@ -365,39 +340,32 @@ fn composed(spec: &OptimizerSpec, masks: &Masks, lr: Arc<dyn Schedule>) -> Boxed
                 centered,
                 ..RmsConfig::default()
             };
-            l2(with_trust_ratio(rmsprop(lr, cfg, momentum), spec, masks))
+            finish(rmsprop(lr, cfg, momentum), spec, masks, true)
         }
-        Method::Adam { b1, b2, eps } => l2(with_trust_ratio(
-            adam(lr, adam_config(b1, b2, eps)),
-            spec,
-            masks,
-        )),
-        Method::Adamw { b1, b2, eps } => with_trust_ratio(
-            crate::adamw(
+        Method::Adam { b1, b2, eps } => {
+            finish(adam(lr, adam_config(b1, b2, eps)), spec, masks, true)
+        }
+        Method::Adamw { b1, b2, eps } => {
+            let adamw = crate::adamw(
                 lr,
                 adam_config(b1, b2, eps),
                 spec.weight_decay,
                 masks.weight_decay.clone(),
-            ),
-            spec,
-            masks,
-        ),
+            );
+            finish(adamw, spec, masks, false)
+        }
         Method::Lars {
             momentum,
             nesterov,
             eta,
             eps,
-        } => boxed(crate::lars(
-            lr,
-            lars_config(spec, masks, momentum, nesterov, eta, eps),
-        )),
-        Method::Lamb { b1, b2, eps } => {
-            boxed(crate::lamb(lr, lamb_config(spec, masks, b1, b2, eps)))
+        } => {
+            let cfg = lars_config(spec, masks, momentum, nesterov, eta, eps);
+            with_clip(crate::lars(lr, cfg), spec)
         }
-    };
-    match spec.clip_global_norm {
-        Some(max_norm) => boxed(chain((clip_by_global_norm(max_norm), core))),
-        None => core,
+        Method::Lamb { b1, b2, eps } => {
+            with_clip(crate::lamb(lr, lamb_config(spec, masks, b1, b2, eps)), spec)
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 
 use std::any::Any;
 
-use crate::{Error, OptState, Result, Tree};
+use crate::fuse::{FuseVisitor, Members, Top};
+use crate::{Error, OptState, Plan, Result, Tree};
 
 /// A gradient transformation: `(updates, state, params) -> (updates', state')`.
 ///
@@ -48,6 +49,58 @@ pub trait Transform: Send + Sync {
         state: Self::State,
         params: &Tree,
     ) -> Result<(Tree, Self::State)>;
+
+    /// Whether [`Transform::fuse`] can run this transform in place (`false`
+    /// unless the transform says otherwise; see [`Plan`]).
+    fn fusable(&self) -> bool {
+        false
+    }
+
+    /// Whether this transform fuses as a member of a chain (a [`Boxed`] one
+    /// only fuses as a whole: its members' types are gone).
+    #[doc(hidden)]
+    fn fusable_member(&self) -> bool {
+        self.fusable()
+    }
+
+    /// Adds this transform's members to `plan` and hands `v` its statically
+    /// typed kernel; returns the state advanced as [`Transform::update`]
+    /// would advance it. What [`Transform::fuse`] and [`crate::chain`] are
+    /// built on.
+    ///
+    /// # Errors
+    /// [`Error::NotFusable`] unless [`Transform::fusable_member`];
+    /// [`Error::StateMismatch`] if the state does not cover the parameters.
+    #[doc(hidden)]
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: Self::State,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Self::State, V::Out)>
+    where
+        Self: Sized,
+    {
+        let _ = (state, plan, v);
+        Err(Error::NotFusable {
+            transform: std::any::type_name::<Self>(),
+        })
+    }
+
+    /// Adds this transform's part of a fused in-place step to `plan`, and
+    /// returns the state advanced as [`Transform::update`] would advance it
+    /// (its tensors are updated in place when the plan runs).
+    ///
+    /// # Errors
+    /// [`Error::NotFusable`] unless [`Transform::fusable`];
+    /// [`Error::StateMismatch`] if the state does not cover the parameters.
+    fn fuse(&self, state: Self::State, plan: &mut Plan) -> Result<Self::State>
+    where
+        Self: Sized,
+    {
+        let (state, ()) = self.fuse_kernel(state, plan, Top)?;
+        Ok(state)
+    }
 }
 
 /// The transform that passes updates through unchanged.
@@ -69,6 +122,19 @@ impl Transform for Identity {
     fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
         Ok((updates, state))
     }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        Ok((state, v.visit(plan, ())?))
+    }
 }
 
 /// Transforms applied one after another; built by [`chain`] from a tuple.
@@ -82,6 +148,18 @@ where
     Chain<T>: Transform,
 {
     Chain(transforms)
+}
+
+/// `cons!(a, b, c)` is `(a, (b, (c, ())))`.
+macro_rules! cons {
+    () => { () };
+    ($head:expr $(, $tail:expr)*) => { ($head, cons!($($tail),*)) };
+}
+
+/// `cons_pat!(a, b)` is the pattern `(a, (b, ()))`.
+macro_rules! cons_pat {
+    () => { () };
+    ($head:ident $(, $tail:ident)*) => { ($head, cons_pat!($($tail),*)) };
 }
 
 macro_rules! tuple_chain {
@@ -103,6 +181,24 @@ macro_rules! tuple_chain {
                 let ($($name,)+) = state;
                 $(let (updates, $name) = self.0.$idx.update(updates, $name, params)?;)+
                 Ok((updates, ($($name,)+)))
+            }
+
+            fn fusable(&self) -> bool {
+                cons!($(&self.0.$idx),+).fusable()
+            }
+
+            #[allow(non_snake_case)]
+            fn fuse_kernel<V: FuseVisitor>(
+                &self,
+                state: Self::State,
+                plan: &mut Plan,
+                v: V,
+            ) -> Result<(Self::State, V::Out)> {
+                let ($($name,)+) = state;
+                let (states, out) =
+                    cons!($(&self.0.$idx),+).fuse_members(cons!($($name),+), plan, (), v)?;
+                let cons_pat!($($name),+) = states;
+                Ok((($($name,)+), out))
             }
         }
     };
@@ -148,6 +244,8 @@ trait DynTransform: Send + Sync {
         state: Box<dyn DynState>,
         params: &Tree,
     ) -> Result<(Tree, Box<dyn DynState>)>;
+    fn fusable_dyn(&self) -> bool;
+    fn fuse_dyn(&self, state: Box<dyn DynState>, plan: &mut Plan) -> Result<Box<dyn DynState>>;
 }
 
 trait DynState: Send + Sync {
@@ -186,28 +284,29 @@ impl<T: Transform + 'static> DynTransform for T {
         state: Box<dyn DynState>,
         params: &Tree,
     ) -> Result<(Tree, Box<dyn DynState>)> {
-        let state = state
-            .into_any()
-            .downcast::<T::State>()
-            .map_err(|_| Error::StateMismatch {
-                reason: "boxed state belongs to a different transform".into(),
-            })?;
-        let (updates, state) = self.update(updates, *state, params)?;
+        let state = downcast::<T>(state)?;
+        let (updates, state) = self.update(updates, state, params)?;
         Ok((updates, Box::new(state)))
+    }
+
+    fn fusable_dyn(&self) -> bool {
+        self.fusable()
+    }
+
+    fn fuse_dyn(&self, state: Box<dyn DynState>, plan: &mut Plan) -> Result<Box<dyn DynState>> {
+        Ok(Box::new(self.fuse(downcast::<T>(state)?, plan)?))
     }
 }
 
-impl BoxedState {
-    /// The state as its concrete type.
-    pub(crate) fn downcast<S: 'static>(self) -> Result<S> {
-        self.0
-            .into_any()
-            .downcast::<S>()
-            .map(|s| *s)
-            .map_err(|_| Error::StateMismatch {
-                reason: "boxed state belongs to a different transform".into(),
-            })
-    }
+/// The state of a boxed `T` as its concrete type.
+fn downcast<T: Transform>(state: Box<dyn DynState>) -> Result<T::State> {
+    state
+        .into_any()
+        .downcast::<T::State>()
+        .map(|s| *s)
+        .map_err(|_| Error::StateMismatch {
+            reason: "boxed state belongs to a different transform".into(),
+        })
 }
 
 impl Clone for BoxedState {
@@ -241,5 +340,17 @@ impl Transform for Boxed {
     ) -> Result<(Tree, BoxedState)> {
         let (updates, state) = self.0.update_dyn(updates, state.0, params)?;
         Ok((updates, BoxedState(state)))
+    }
+
+    fn fusable(&self) -> bool {
+        self.0.fusable_dyn()
+    }
+
+    fn fusable_member(&self) -> bool {
+        false
+    }
+
+    fn fuse(&self, state: BoxedState, plan: &mut Plan) -> Result<BoxedState> {
+        Ok(BoxedState(self.0.fuse_dyn(state.0, plan)?))
     }
 }

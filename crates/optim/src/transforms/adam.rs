@@ -1,8 +1,10 @@
 //! Adam's bias-corrected moment estimates (Kingma & Ba 2015).
 
 use crate::error::{ensure, ensure_non_negative, ensure_unit};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
+use crate::num::Num;
 use crate::state::key;
-use crate::{OptState, Result, Transform, Tree};
+use crate::{OptState, Plan, Result, Transform, Tree};
 
 /// Hyperparameters of [`scale_by_adam`]; the defaults are PyTorch's and optax's.
 ///
@@ -112,32 +114,76 @@ impl Transform for ScaleByAdam {
         })
     }
 
-    fn update(&self, updates: Tree, state: AdamState, _: &Tree) -> Result<(Tree, AdamState)> {
-        let AdamConfig {
-            b1,
-            b2,
-            eps,
-            eps_root,
-        } = self.cfg;
+    fn update(&self, updates: Tree, state: AdamState, params: &Tree) -> Result<(Tree, AdamState)> {
         let count = state.count + 1;
-        let t = i32::try_from(count).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2 = 1.0 - b2.powi(t);
-        let mu = updates.zip_map(&state.mu, |_, g, m| {
-            Ok((g.affine(1.0 - b1, 0.)? + m.affine(b1, 0.)?)?)
-        })?;
-        let nu = updates.zip_map(&state.nu, |_, g, v| {
-            Ok((g.sqr()?.affine(1.0 - b2, 0.)? + v.affine(b2, 0.)?)?)
-        })?;
-        // m̂ / (√(v̂ + ε_root) + ε) = m / ((√(v/bc2 + ε_root) + ε)·bc1)
-        let updates = mu.zip_map(&nu, |_, m, v| {
-            let denom = v
-                .affine(1.0 / bc2, eps_root)?
-                .sqrt()?
-                .affine(bc1, eps * bc1)?;
-            Ok((m / denom)?)
-        })?;
+        let step = AdamStep::new(self.cfg, count);
+        let (updates, [mu, nu]) = apply(&step, &updates, params, [&state.mu, &state.nu])?;
         Ok((updates, AdamState { count, mu, nu }))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: AdamState,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(AdamState, V::Out)> {
+        let count = state.count + 1;
+        let moments = [&state.mu, &state.nu];
+        let kernel = plan.stateful(AdamStep::new(self.cfg, count), true, |name| {
+            state_of(&moments, name)
+        })?;
+        let out = v.visit(plan, kernel)?;
+        Ok((AdamState { count, ..state }, out))
+    }
+}
+
+/// Adam's update at step `t`: the hyperparameters and the bias corrections
+/// `bc1 = 1 − β₁ᵗ`, `bc2 = 1 − β₂ᵗ`.
+#[derive(Clone, Copy, Debug)]
+struct AdamStep {
+    cfg: AdamConfig,
+    bc1: f64,
+    bc2: f64,
+}
+
+impl AdamStep {
+    fn new(cfg: AdamConfig, count: u64) -> Self {
+        let t = i32::try_from(count).unwrap_or(i32::MAX);
+        Self {
+            cfg,
+            bc1: 1.0 - cfg.b1.powi(t),
+            bc2: 1.0 - cfg.b2.powi(t),
+        }
+    }
+}
+
+impl Elementwise<2> for AdamStep {
+    /// `m ← (1 − β₁)·g + β₁·m`, `v ← (1 − β₂)·g² + β₂·v`
+    #[inline(always)]
+    fn advance<T: Num>(&self, g: &T, _: &T, [m, v]: &mut [T; 2]) -> Result<(), T::Error> {
+        let AdamConfig { b1, b2, .. } = self.cfg;
+        *m = g.affine(1.0 - b1, 0.)?.add(&m.affine(b1, 0.)?)?;
+        *v = g.sqr()?.affine(1.0 - b2, 0.)?.add(&v.affine(b2, 0.)?)?;
+        Ok(())
+    }
+
+    /// `m̂ / (√(v̂ + ε_root) + ε) = m / ((√(v/bc2 + ε_root) + ε)·bc1)`
+    #[inline(always)]
+    fn output<T: Num>(&self, _: &T, _: &T, [m, v]: &[T; 2]) -> Result<T, T::Error> {
+        let AdamConfig { eps, eps_root, .. } = self.cfg;
+        let denom = v
+            .affine(1.0 / self.bc2, eps_root)?
+            .sqrt()?
+            .affine(self.bc1, eps * self.bc1)?;
+        m.div(&denom)
+    }
+
+    fn output_reads_update(&self) -> bool {
+        false
     }
 }
 

@@ -1,9 +1,9 @@
 //! Gradient clipping: by global norm and elementwise.
 
-use candle_core::{DType, Tensor};
-
 use crate::error::ensure;
-use crate::{Result, Transform, Tree};
+use crate::fuse::{Elementwise, FuseVisitor, Reduction, apply, global};
+use crate::num::Num;
+use crate::{Plan, Result, Transform, Tree};
 
 /// Rescales all updates together when their global norm is too large; see [`clip_by_global_norm`].
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +19,9 @@ pub struct ClipByGlobalNorm {
 /// ```
 ///
 /// optax's `clip_by_global_norm` (PyTorch's `clip_grad_norm_` adds 1e-6 to the
-/// norm). The squared norms are reduced on the device and read back once.
+/// norm). The squared norms are reduced on the device and read back once;
+/// fused, they are summed in f64, and the clip is a pass over the gradients
+/// before the update's pass.
 ///
 /// # Errors
 /// `init` returns [`crate::Error::InvalidHyperparameter`] unless `max_norm > 0`.
@@ -52,24 +54,48 @@ impl Transform for ClipByGlobalNorm {
         )
     }
 
-    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
-        if updates.is_empty() {
-            return Ok((updates, state));
-        }
-        let squares = updates
-            .iter()
-            .map(|(_, u)| Ok(u.sqr()?.sum_all()?.to_dtype(DType::F64)?))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = Tensor::stack(&squares, 0)?
-            .to_vec1::<f64>()?
-            .iter()
-            .sum::<f64>()
-            .sqrt();
+    fn update(&self, updates: Tree, state: (), params: &Tree) -> Result<(Tree, ())> {
+        Ok((global(self, updates, params)?, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.reduce(*self);
+        Ok((state, v.visit(plan, kernel)?))
+    }
+}
+
+impl Reduction for ClipByGlobalNorm {
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn reads_weight(&self) -> bool {
+        false
+    }
+
+    /// The norm is the updates' own.
+    #[inline(always)]
+    fn measure<T: Num>(&self, u: &T, _: &T) -> Result<T, T::Error> {
+        Ok(u.clone())
+    }
+
+    /// `max_norm / ‖u‖` if `‖u‖ > max_norm`, else 1.
+    fn factor(&self, _: f64, u_sq: f64) -> f64 {
+        let norm = u_sq.sqrt();
         if norm <= self.max_norm {
-            return Ok((updates, state));
+            1.0
+        } else {
+            self.max_norm / norm
         }
-        let factor = self.max_norm / norm;
-        Ok((updates.map(|_, u| Ok(u.affine(factor, 0.)?))?, state))
     }
 }
 
@@ -111,9 +137,31 @@ impl Transform for Clip {
         )
     }
 
-    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
-        let d = self.max_delta;
-        Ok((updates.map(|_, u| Ok(u.clamp(-d, d)?))?, state))
+    fn update(&self, updates: Tree, state: (), params: &Tree) -> Result<(Tree, ())> {
+        let (updates, []) = apply(self, &updates, params, [])?;
+        Ok((updates, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.pure(*self, true);
+        Ok((state, v.visit(plan, kernel)?))
+    }
+}
+
+impl Elementwise<0> for Clip {
+    /// `clamp(u, −δ, δ)`
+    #[inline(always)]
+    fn output<T: Num>(&self, u: &T, _: &T, _: &[T; 0]) -> Result<T, T::Error> {
+        u.clamp(-self.max_delta, self.max_delta)
     }
 }
 
@@ -121,7 +169,7 @@ impl Transform for Clip {
 mod tests {
     use super::*;
     use crate::Error;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     #[test]
     fn small_norms_pass_and_bad_bounds_fail() -> Result<()> {

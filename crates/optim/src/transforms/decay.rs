@@ -1,7 +1,9 @@
 //! Weight decay as an update term.
 
 use crate::error::ensure_non_negative;
-use crate::{Result, Transform, Tree};
+use crate::fuse::{Elementwise, FuseVisitor, apply};
+use crate::num::Num;
+use crate::{Plan, Result, Transform, Tree};
 
 /// Adds `λ·w` to the updates; see [`add_decayed_weights`].
 #[derive(Clone, Copy, Debug)]
@@ -50,11 +52,35 @@ impl Transform for AddDecayedWeights {
         if self.weight_decay == 0.0 {
             return Ok((updates, state));
         }
-        let updates =
-            updates.zip_map(
-                params,
-                |_, u, w| Ok((u + w.affine(self.weight_decay, 0.)?)?),
-            )?;
+        updates.check_same_names(params)?;
+        let (updates, []) = apply(self, &updates, params, [])?;
         Ok((updates, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        // With λ = 0 it is the identity: a member that applies to nothing.
+        let kernel = plan.pure(*self, self.weight_decay != 0.0);
+        Ok((state, v.visit(plan, kernel)?))
+    }
+}
+
+/// `u ↦ u + λ·w`.
+impl Elementwise<0> for AddDecayedWeights {
+    #[inline(always)]
+    fn output<T: Num>(&self, u: &T, w: &T, _: &[T; 0]) -> Result<T, T::Error> {
+        u.add(&w.affine(self.weight_decay, 0.)?)
+    }
+
+    fn reads_weight(&self) -> bool {
+        true
     }
 }

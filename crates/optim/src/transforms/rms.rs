@@ -1,8 +1,10 @@
 //! RMSprop's running average of squared gradients (Tieleman & Hinton 2012).
 
 use crate::error::{ensure_non_negative, ensure_unit};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
+use crate::num::Num;
 use crate::state::key;
-use crate::{OptState, Result, Transform, Tree};
+use crate::{OptState, Plan, Result, Transform, Tree};
 
 /// Hyperparameters of [`scale_by_rms`]; the defaults are PyTorch's `RMSprop`.
 ///
@@ -103,34 +105,100 @@ impl Transform for ScaleByRms {
         })
     }
 
-    fn update(&self, updates: Tree, state: RmsState, _: &Tree) -> Result<(Tree, RmsState)> {
-        let RmsConfig {
-            decay,
-            eps,
-            centered,
-            eps_in_sqrt,
-            ..
-        } = self.cfg;
-        let nu = updates.zip_map(&state.nu, |_, g, v| {
-            Ok((g.sqr()?.affine(1.0 - decay, 0.)? + v.affine(decay, 0.)?)?)
-        })?;
-        let (var, mu) = if centered {
-            let mu = updates.zip_map(&state.mu, |_, g, m| {
-                Ok((g.affine(1.0 - decay, 0.)? + m.affine(decay, 0.)?)?)
-            })?;
-            (nu.zip_map(&mu, |_, v, m| Ok((v - m.sqr()?)?))?, mu)
+    fn update(&self, updates: Tree, state: RmsState, params: &Tree) -> Result<(Tree, RmsState)> {
+        let step = RmsStep(self.cfg);
+        if self.cfg.centered {
+            let (updates, [nu, mu]) = apply(&step, &updates, params, [&state.nu, &state.mu])?;
+            Ok((updates, RmsState { nu, mu }))
         } else {
-            (nu.clone(), state.mu)
+            let (updates, [nu]) = apply(&step, &updates, params, [&state.nu])?;
+            Ok((updates, RmsState { nu, mu: state.mu }))
+        }
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: RmsState,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(RmsState, V::Out)> {
+        let step = RmsStep(self.cfg);
+        let out = if self.cfg.centered {
+            let averages = [&state.nu, &state.mu];
+            let kernel = plan.stateful::<_, 2>(step, true, |name| state_of(&averages, name))?;
+            v.visit(plan, kernel)?
+        } else {
+            let kernel = plan.stateful::<_, 1>(step, true, |name| state_of(&[&state.nu], name))?;
+            v.visit(plan, kernel)?
         };
-        let updates = updates.zip_map(&var, |_, g, var| {
-            let denom = if eps_in_sqrt {
-                var.affine(1.0, eps)?.sqrt()?
-            } else {
-                var.sqrt()?.affine(1.0, eps)?
-            };
-            Ok((g / denom)?)
-        })?;
-        Ok((updates, RmsState { nu, mu }))
+        Ok((state, out))
+    }
+}
+
+/// RMSprop's update: the averages of `g²` (and `g`, centered) and the
+/// rescaled gradient.
+#[derive(Clone, Copy, Debug)]
+struct RmsStep(RmsConfig);
+
+impl RmsStep {
+    /// `v ← α·v + (1 − α)·g²`; centered, also `m ← α·m + (1 − α)·g`
+    #[inline(always)]
+    fn average<T: Num>(&self, g: &T, nu: &mut T, mu: Option<&mut T>) -> Result<(), T::Error> {
+        let decay = self.0.decay;
+        *nu = g
+            .sqr()?
+            .affine(1.0 - decay, 0.)?
+            .add(&nu.affine(decay, 0.)?)?;
+        if let Some(mu) = mu {
+            *mu = g.affine(1.0 - decay, 0.)?.add(&mu.affine(decay, 0.)?)?;
+        }
+        Ok(())
+    }
+
+    /// `g / (√(v − m²) + ε)` centered, `g / (√v + ε)` otherwise; with
+    /// `eps_in_sqrt`, `ε` inside the root
+    #[inline(always)]
+    fn direction<T: Num>(&self, g: &T, nu: &T, mu: Option<&T>) -> Result<T, T::Error> {
+        let var = match mu {
+            Some(mu) => nu.sub(&mu.sqr()?)?,
+            None => nu.clone(),
+        };
+        let denom = if self.0.eps_in_sqrt {
+            var.affine(1.0, self.0.eps)?.sqrt()?
+        } else {
+            var.sqrt()?.affine(1.0, self.0.eps)?
+        };
+        g.div(&denom)
+    }
+}
+
+/// Uncentered: the state is `v`.
+impl Elementwise<1> for RmsStep {
+    #[inline(always)]
+    fn advance<T: Num>(&self, g: &T, _: &T, [nu]: &mut [T; 1]) -> Result<(), T::Error> {
+        self.average(g, nu, None)
+    }
+
+    #[inline(always)]
+    fn output<T: Num>(&self, g: &T, _: &T, [nu]: &[T; 1]) -> Result<T, T::Error> {
+        self.direction(g, nu, None)
+    }
+}
+
+/// Centered: the state is `v` and `m`.
+impl Elementwise<2> for RmsStep {
+    #[inline(always)]
+    fn advance<T: Num>(&self, g: &T, _: &T, [nu, mu]: &mut [T; 2]) -> Result<(), T::Error> {
+        self.average(g, nu, Some(mu))
+    }
+
+    #[inline(always)]
+    fn output<T: Num>(&self, g: &T, _: &T, [nu, mu]: &[T; 2]) -> Result<T, T::Error> {
+        self.direction(g, nu, Some(mu))
     }
 }
 

@@ -1,7 +1,9 @@
 //! AdaGrad's root sum of squared gradients (Duchi, Hazan & Singer 2011).
 
 use crate::error::ensure_non_negative;
-use crate::{Result, Transform, Tree};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
+use crate::num::Num;
+use crate::{Plan, Result, Transform, Tree};
 
 /// Rescales updates by the root of the sum of past squared gradients; see [`scale_by_rss`].
 #[derive(Clone, Copy, Debug)]
@@ -54,12 +56,38 @@ impl Transform for ScaleByRss {
         params.map(|_, p| Ok(p.zeros_like()?.affine(1.0, s0)?))
     }
 
-    fn update(&self, updates: Tree, sum: Tree, _: &Tree) -> Result<(Tree, Tree)> {
-        let sum = updates.zip_map(&sum, |_, g, s| Ok((s + g.sqr()?)?))?;
-        let updates = updates.zip_map(&sum, |_, g, s| {
-            Ok((g / s.sqrt()?.affine(1.0, self.eps)?)?)
-        })?;
+    fn update(&self, updates: Tree, sum: Tree, params: &Tree) -> Result<(Tree, Tree)> {
+        let (updates, [sum]) = apply(self, &updates, params, [&sum])?;
         Ok((updates, sum))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        sum: Tree,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Tree, V::Out)> {
+        let kernel = plan.stateful(*self, true, |name| state_of(&[&sum], name))?;
+        Ok((sum, v.visit(plan, kernel)?))
+    }
+}
+
+impl Elementwise<1> for ScaleByRss {
+    /// `s ← s + g²`
+    #[inline(always)]
+    fn advance<T: Num>(&self, g: &T, _: &T, [s]: &mut [T; 1]) -> Result<(), T::Error> {
+        *s = s.add(&g.sqr()?)?;
+        Ok(())
+    }
+
+    /// `g / (√s + ε)`
+    #[inline(always)]
+    fn output<T: Num>(&self, g: &T, _: &T, [s]: &[T; 1]) -> Result<T, T::Error> {
+        g.div(&s.sqrt()?.affine(1.0, self.eps)?)
     }
 }
 

@@ -1,6 +1,20 @@
 //! Scaling updates by a constant or by a scheduled learning rate.
 
-use crate::{Result, Schedule, Transform, Tree};
+use crate::fuse::{Elementwise, FuseVisitor, apply};
+use crate::num::Num;
+use crate::{Plan, Result, Schedule, Transform, Tree};
+
+/// `u ↦ c·u` (candle's `affine(c, 0)`): the update of [`scale`] and of
+/// [`scale_by_learning_rate`] (`c = −η(t)`).
+#[derive(Clone, Copy)]
+struct Multiply(f64);
+
+impl Elementwise<0> for Multiply {
+    #[inline(always)]
+    fn output<T: Num>(&self, u: &T, _: &T, _: &[T; 0]) -> Result<T, T::Error> {
+        u.affine(self.0, 0.)
+    }
+}
 
 /// Multiplies every update by a constant; see [`scale`].
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +45,23 @@ impl Transform for Scale {
         Ok(())
     }
 
-    fn update(&self, updates: Tree, state: (), _: &Tree) -> Result<(Tree, ())> {
-        Ok((updates.map(|_, u| Ok(u.affine(self.factor, 0.)?))?, state))
+    fn update(&self, updates: Tree, state: (), params: &Tree) -> Result<(Tree, ())> {
+        let (updates, []) = apply(&Multiply(self.factor), &updates, params, [])?;
+        Ok((updates, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.pure(Multiply(self.factor), true);
+        Ok((state, v.visit(plan, kernel)?))
     }
 }
 
@@ -72,8 +101,23 @@ impl<S: Schedule> Transform for ScaleByLearningRate<S> {
         Ok(0)
     }
 
-    fn update(&self, updates: Tree, count: u64, _: &Tree) -> Result<(Tree, u64)> {
-        let lr = self.schedule.at(count);
-        Ok((updates.map(|_, u| Ok(u.affine(-lr, 0.)?))?, count + 1))
+    fn update(&self, updates: Tree, count: u64, params: &Tree) -> Result<(Tree, u64)> {
+        let descend = Multiply(-self.schedule.at(count));
+        let (updates, []) = apply(&descend, &updates, params, [])?;
+        Ok((updates, count + 1))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        count: u64,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(u64, V::Out)> {
+        let kernel = plan.pure(Multiply(-self.schedule.at(count)), true);
+        Ok((count + 1, v.visit(plan, kernel)?))
     }
 }

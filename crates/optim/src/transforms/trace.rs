@@ -1,7 +1,9 @@
 //! Momentum as a trace of past updates (heavy ball and Nesterov).
 
 use crate::error::ensure_unit;
-use crate::{Result, Transform, Tree};
+use crate::fuse::{Elementwise, FuseVisitor, apply, state_of};
+use crate::num::Num;
+use crate::{Plan, Result, Transform, Tree};
 
 /// Accumulates a decaying trace of updates; see [`trace`].
 #[derive(Clone, Copy, Debug)]
@@ -47,17 +49,52 @@ impl Transform for Trace {
         params.zeros_like()
     }
 
-    fn update(&self, updates: Tree, trace: Tree, _: &Tree) -> Result<(Tree, Tree)> {
+    fn update(&self, updates: Tree, trace: Tree, params: &Tree) -> Result<(Tree, Tree)> {
         if self.decay == 0.0 {
             return Ok((updates, trace));
         }
-        let trace = updates.zip_map(&trace, |_, g, m| Ok((g + m.affine(self.decay, 0.)?)?))?;
-        let updates = if self.nesterov {
-            updates.zip_map(&trace, |_, g, m| Ok((g + m.affine(self.decay, 0.)?)?))?
-        } else {
-            trace.clone()
-        };
+        let (updates, [trace]) = apply(self, &updates, params, [&trace])?;
         Ok((updates, trace))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        trace: Tree,
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<(Tree, V::Out)> {
+        // With μ = 0 it is the identity and keeps no state: a member that
+        // applies to nothing.
+        let on = self.decay != 0.0;
+        let kernel = plan.stateful(*self, on, |name| state_of(&[&trace], name))?;
+        Ok((trace, v.visit(plan, kernel)?))
+    }
+}
+
+impl Elementwise<1> for Trace {
+    /// `m ← u + μ·m`
+    #[inline(always)]
+    fn advance<T: Num>(&self, u: &T, _: &T, [m]: &mut [T; 1]) -> Result<(), T::Error> {
+        *m = u.add(&m.affine(self.decay, 0.)?)?;
+        Ok(())
+    }
+
+    /// `m` (heavy ball), or `u + μ·m` (Nesterov)
+    #[inline(always)]
+    fn output<T: Num>(&self, u: &T, _: &T, [m]: &[T; 1]) -> Result<T, T::Error> {
+        if self.nesterov {
+            u.add(&m.affine(self.decay, 0.)?)
+        } else {
+            Ok(m.clone())
+        }
+    }
+
+    fn output_reads_update(&self) -> bool {
+        self.nesterov
     }
 }
 

@@ -1,9 +1,9 @@
 //! Layer-wise trust ratios: LARS (You et al. 2017) and LAMB (You et al. 2020).
 
-use candle_core::{DType, Tensor};
-
 use crate::error::{ensure, ensure_non_negative};
-use crate::{Result, Transform, Tree};
+use crate::fuse::{FuseVisitor, Reduction, per_parameter};
+use crate::num::Num;
+use crate::{Plan, Result, Transform, Tree};
 
 /// Which trust ratio [`scale_by_trust_ratio`] computes, per parameter tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -139,7 +139,8 @@ pub struct ScaleByTrustRatio {
 ///
 /// The zero-norm fallback (exempt from the bounds) keeps freshly zero-initialised parameters (biases,
 /// batch-norm shifts) moving, as in optax and the MLPerf reference. Norms are
-/// taken per tensor on the device, then read back in one transfer.
+/// taken per tensor on the device, then read back in one transfer; fused, they
+/// are summed in f64 in a pass of their own before the update's pass.
 ///
 /// # Errors
 /// `init` returns [`crate::Error::InvalidHyperparameter`] if `ε < 0`, `η ≤ 0`,
@@ -165,11 +166,6 @@ pub fn scale_by_trust_ratio(cfg: TrustRatioConfig) -> ScaleByTrustRatio {
     ScaleByTrustRatio { cfg }
 }
 
-/// `‖t‖²` as a rank-0 f64 tensor, left on the tensor's device.
-fn squared_norm(t: &Tensor) -> Result<Tensor> {
-    Ok(t.sqr()?.sum_all()?.to_dtype(DType::F64)?)
-}
-
 impl Transform for ScaleByTrustRatio {
     type State = ();
 
@@ -178,32 +174,42 @@ impl Transform for ScaleByTrustRatio {
     }
 
     fn update(&self, updates: Tree, state: (), params: &Tree) -> Result<(Tree, ())> {
-        updates.check_same_names(params)?;
-        if updates.is_empty() {
-            return Ok((updates, state));
+        Ok((per_parameter(self, updates, params)?, state))
+    }
+
+    fn fusable(&self) -> bool {
+        true
+    }
+
+    fn fuse_kernel<V: FuseVisitor>(
+        &self,
+        state: (),
+        plan: &mut Plan,
+        v: V,
+    ) -> Result<((), V::Out)> {
+        let kernel = plan.reduce(*self);
+        Ok((state, v.visit(plan, kernel)?))
+    }
+}
+
+impl Reduction for ScaleByTrustRatio {
+    fn reads_weight(&self) -> bool {
+        true
+    }
+
+    /// LAMB: `u`; LARS: `g = u − λw`.
+    #[inline(always)]
+    fn measure<T: Num>(&self, u: &T, w: &T) -> Result<T, T::Error> {
+        match self.cfg.form {
+            TrustRatio::Lars { weight_decay, .. } if weight_decay > 0.0 => {
+                u.sub(&w.affine(weight_decay, 0.)?)
+            }
+            _ => Ok(u.clone()),
         }
-        // All norms on the device first, then a single read-back.
-        let mut norms = Vec::with_capacity(2 * updates.len());
-        for ((_, u), (_, w)) in updates.iter().zip(params.iter()) {
-            norms.push(squared_norm(w)?);
-            let g = match self.cfg.form {
-                TrustRatio::Lars { weight_decay, .. } if weight_decay > 0.0 => {
-                    squared_norm(&(u - w.affine(weight_decay, 0.)?)?)?
-                }
-                _ => squared_norm(u)?,
-            };
-            norms.push(g);
-        }
-        let norms = Tensor::stack(&norms, 0)?.to_vec1::<f64>()?;
-        let updates = updates
-            .into_iter()
-            .zip(norms.chunks_exact(2))
-            .map(|((name, u), n)| {
-                let r = self.cfg.ratio(n[0].sqrt(), n[1].sqrt());
-                Ok((name, if r == 1.0 { u } else { u.affine(r, 0.)? }))
-            })
-            .collect::<Result<Tree>>()?;
-        Ok((updates, state))
+    }
+
+    fn factor(&self, w_sq: f64, u_sq: f64) -> f64 {
+        self.cfg.ratio(w_sq.sqrt(), u_sq.sqrt())
     }
 }
 
@@ -211,7 +217,7 @@ impl Transform for ScaleByTrustRatio {
 mod tests {
     use super::*;
     use crate::Error;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     fn one(name: &str, v: &[f64]) -> Tree {
         let mut t = Tree::new();
