@@ -80,6 +80,36 @@ pub enum Error {
         /// The directory's `plan.json`.
         path: PathBuf,
     },
+    /// Two weights files a measurement compares hold different models.
+    #[error("{a} holds {a_model} weights but {b} holds {b_model}: measure weights of one model")]
+    WeightsOfAnotherModel {
+        /// The first weights directory.
+        a: PathBuf,
+        /// Its model.
+        a_model: bigbatch_spec::ModelKind,
+        /// The second.
+        b: PathBuf,
+        /// Its model.
+        b_model: bigbatch_spec::ModelKind,
+    },
+    /// A tensor given to a model has another shape than the model's.
+    #[error("tensor `{name}`: the model's is {expected:?}, the weights' {found:?}")]
+    WeightsMismatch {
+        /// The tensor name.
+        name: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The given shape.
+        found: Vec<usize>,
+    },
+    /// A measurement produced NaN or infinity.
+    #[error("the measured {what} is not finite (over {examples} examples)")]
+    NonFiniteMeasurement {
+        /// What was measured.
+        what: &'static str,
+        /// The sample it was measured on.
+        examples: usize,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -10,20 +10,24 @@
 
 mod checkpoint;
 mod error;
+mod measure;
 mod record;
 mod sweep;
 mod train;
 mod workload;
 
 pub use bigbatch_record::{
-    BatchSizeSummary, BestTrial, FileDigest, Provenance, RunRecord, Status, SweepSummary,
-    TrialResult, read_json, write_json_atomic,
+    BatchSizeSummary, BestTrial, FileDigest, Measured, MeasurementRecord, Provenance, RunRecord,
+    Status, SweepSummary, TrialResult, WeightsInfo, read_json, write_json_atomic,
 };
 pub use bigbatch_spec::{
     Budget, EvalPoint, Metric, OptimizerSpec, RunSpec, ScheduleSpec, StepBudget, SweepPlan, Target,
     TrainConfig, WorkloadKind,
 };
 pub use error::{Error, Result};
+pub use measure::{
+    Evaluation, NetworkOracle, SavedWeights, WEIGHTS_FILE, param_tree, save_weights, state_tree,
+};
 pub use record::{device_label, git_revision, provenance};
 pub use sweep::{
     SweepDir, SweepProgress, run_sweep, run_trial, slurm_script, stale_reason, summarize,

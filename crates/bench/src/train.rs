@@ -469,13 +469,14 @@ pub fn evaluate(
 
 /// Reused host buffers for assembling a batch.
 #[derive(Default)]
-struct BatchBuffers {
+pub(crate) struct BatchBuffers {
     inputs: Vec<f32>,
     labels: Vec<u32>,
 }
 
 impl BatchBuffers {
-    fn load(
+    /// The examples `indices` of `set`, normalised, as `(inputs, labels)` on `device`.
+    pub(crate) fn load(
         &mut self,
         set: &ImageClassification,
         indices: &[usize],

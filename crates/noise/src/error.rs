@@ -14,6 +14,10 @@ pub enum Error {
     /// A tree operation failed inside `bigbatch-optim` (e.g. mismatched names).
     #[error(transparent)]
     Optim(#[from] bigbatch_optim::Error),
+    /// The model behind a [`crate::GradientOracle`] failed to evaluate (a
+    /// network oracle's data, model or engine error).
+    #[error("evaluating the model: {0}")]
+    Evaluation(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An estimator needs more points (micro-batches, runs, examples) than given.
     #[error("{what}: needs at least {needed}, got {got}")]
     TooFewPoints {

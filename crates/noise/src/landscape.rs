@@ -16,42 +16,13 @@
 //!   the noise scale per micro-batch (McCandlish et al. 2018, §2.2).
 
 use bigbatch_optim::Tree;
+pub use bigbatch_record::{LayerDistance, WeightDistance};
+pub use bigbatch_spec::BatchNormPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::flat::lin_comb;
 use crate::gns::micro_batch_estimate;
 use crate::{Error, Result};
-
-/// What happens to batch-norm running statistics along an interpolation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BatchNormPolicy {
-    /// Statistics are dropped from the interpolated parameters (see
-    /// [`BatchNormPolicy::is_statistic`]); the evaluation closure must
-    /// recompute them for the interpolated weights (forward passes in train
-    /// mode over training batches) before measuring the loss. The faithful
-    /// choice: interpolated statistics do not match interpolated weights.
-    Recompute,
-    /// Statistics are interpolated like every other tensor (cheap; biased away
-    /// from `α ∈ {0, 1}`).
-    Interpolate,
-}
-
-impl BatchNormPolicy {
-    /// Whether a tensor name is a batch-norm running statistic, by the
-    /// PyTorch keys the project's parameter names follow: it ends in
-    /// `running_mean`, `running_var` or `num_batches_tracked`.
-    ///
-    /// ```
-    /// use bigbatch_noise::BatchNormPolicy;
-    /// assert!(BatchNormPolicy::is_statistic("layer1.0.bn1.running_var"));
-    /// assert!(!BatchNormPolicy::is_statistic("layer1.0.bn1.weight"));
-    /// ```
-    pub fn is_statistic(name: &str) -> bool {
-        ["running_mean", "running_var", "num_batches_tracked"]
-            .iter()
-            .any(|s| name.ends_with(s))
-    }
-}
 
 /// The loss at one point of an interpolation.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,9 +52,10 @@ pub fn interpolation_alphas(steps_per_unit: usize) -> Vec<f64> {
 
 /// The loss along the line `x(α) = α·x₂ + (1−α)·x₁`.
 ///
-/// For each `α`, `eval(&x(α), policy)` returns the loss; under
-/// [`BatchNormPolicy::Recompute`] the statistics are removed from `x(α)` and
-/// `eval` recomputes them. At `α = 0` and `α = 1` the trees are exactly `x₁`
+/// For each `α`, `eval(&x(α), policy)` returns the loss. Under
+/// [`BatchNormPolicy::Eval`] the running statistics are interpolated like
+/// every other tensor; under the other policies they are removed from `x(α)`
+/// (batch statistics need none; `Recompute` re-estimates them in `eval`). At `α = 0` and `α = 1` the trees are exactly `x₁`
 /// and `x₂` (modulo removed statistics), so the end points reproduce the two
 /// models' losses bit for bit.
 ///
@@ -99,7 +71,7 @@ pub fn interpolation_alphas(steps_per_unit: usize) -> Vec<f64> {
 /// };
 /// // f(w) = w² between w = −1 and w = 1.
 /// let loss = |t: &Tree, _| Ok(t.squared_norm()?);
-/// let pts = interpolate(&tree(-1.)?, &tree(1.)?, &[0., 0.5, 1.], BatchNormPolicy::Interpolate, loss)?;
+/// let pts = interpolate(&tree(-1.)?, &tree(1.)?, &[0., 0.5, 1.], BatchNormPolicy::Eval, loss)?;
 /// assert_eq!(pts.iter().map(|p| p.loss).collect::<Vec<_>>(), [1., 0., 1.]);
 /// # Ok(()) }
 /// ```
@@ -116,13 +88,12 @@ pub fn interpolate(
 ) -> Result<Vec<InterpolationPoint>> {
     x1.check_same_names(x2)?;
     let keep = |t: Tree| -> Tree {
-        match policy {
-            BatchNormPolicy::Interpolate => t,
-            BatchNormPolicy::Recompute => t
-                .into_iter()
-                .filter(|(name, _)| !BatchNormPolicy::is_statistic(name))
-                .collect(),
+        if policy.combines_statistics() {
+            return t;
         }
+        t.into_iter()
+            .filter(|(name, _)| !BatchNormPolicy::is_statistic(name))
+            .collect()
     };
     let mut out = Vec::with_capacity(alphas.len());
     for &alpha in alphas {
@@ -142,26 +113,6 @@ pub fn interpolate(
         out.push(InterpolationPoint { alpha, loss });
     }
     Ok(out)
-}
-
-/// The distance of one tensor from its initial value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LayerDistance {
-    /// The tensor name.
-    pub name: String,
-    /// `‖w_t − w_0‖`.
-    pub distance: f64,
-    /// `‖w_0‖`.
-    pub init_norm: f64,
-}
-
-/// Distances of the weights from their initialisation, per tensor and in total.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WeightDistance {
-    /// `‖w_t − w_0‖` over all tensors.
-    pub total: f64,
-    /// Per tensor, in sorted name order.
-    pub per_layer: Vec<LayerDistance>,
 }
 
 /// `‖w_t − w_0‖` per tensor and over all tensors (Hoffer et al. 2017; You et
@@ -409,9 +360,7 @@ mod tests {
         ])?;
         let alphas = interpolation_alphas(10);
         assert_eq!(alphas.len(), 31);
-        let pts = interpolate(&x1, &x2, &alphas, BatchNormPolicy::Interpolate, |t, _| {
-            loss(t)
-        })?;
+        let pts = interpolate(&x1, &x2, &alphas, BatchNormPolicy::Eval, |t, _| loss(t))?;
         let at = |a: f64| pts.iter().find(|p| p.alpha == a).map(|p| p.loss);
         assert_eq!(at(0.), Some(loss(&x1)?));
         assert_eq!(at(1.), Some(loss(&x2)?));
@@ -433,14 +382,20 @@ mod tests {
             ("bn.running_var", &[3.]),
         ])?;
         let mut seen = Vec::new();
-        interpolate(&x1, &x2, &[0.5], BatchNormPolicy::Recompute, |t, policy| {
-            assert_eq!(policy, BatchNormPolicy::Recompute);
-            seen.extend(t.names().map(str::to_owned));
-            loss(t)
-        })?;
+        interpolate(
+            &x1,
+            &x2,
+            &[0.5],
+            BatchNormPolicy::Recompute { batches: 4 },
+            |t, policy| {
+                assert_eq!(policy, BatchNormPolicy::Recompute { batches: 4 });
+                seen.extend(t.names().map(str::to_owned));
+                loss(t)
+            },
+        )?;
         assert_eq!(seen, ["fc.weight"]);
         let mut halfway = 0.;
-        interpolate(&x1, &x2, &[0.5], BatchNormPolicy::Interpolate, |t, _| {
+        interpolate(&x1, &x2, &[0.5], BatchNormPolicy::Eval, |t, _| {
             halfway = flat_one(t, "bn.running_mean")?;
             Ok(0.)
         })?;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One ResNet-50-sized optimizer update, bigbatch against torch.optim, side by side.
+"""One optimizer update on LeNet-5, ResNet-20 and a 25M MLP, bigbatch against torch.optim.
 
 For 1 and 2 threads, runs the `*_fused` rows of `cargo bench -p bigbatch-optim
 --bench update` (RAYON_NUM_THREADS) and `torch_optim.py` (OMP_NUM_THREADS) back
@@ -10,7 +10,7 @@ distance from the memory-bandwidth floor: its time over the time the floor's
 bytes take at the best bandwidth any single-pass row (SGD, momentum, Adam,
 AdamW) reached in the same run, so 1.00 is the best this machine streamed.
 
-    PYTHON=/path/to/python-with-torch-and-torchvision \\
+    PYTHON=/path/to/python-with-torch \\
         python3 crates/optim/benches/compare_torch.py [--threads 1 2] [--iters 10]
 """
 import argparse
@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 PEER = Path(__file__).with_name("torch_optim.py")
-PARAMS = 25_557_032
+# Parameters per set (update.rs's `shape_sets`, torch_optim.py's `shape_sets`).
+PARAMS = {"lenet5": 61_706, "resnet20": 272_474, "mlp25m": 25_214_986}
 # f32 tensors each optimizer must read and write once per update.
 FLOOR_TENSORS = {"sgd": 3, "momentum": 5, "adagrad": 5, "rmsprop": 5, "adam": 7, "adamw": 7,
                  "lars": 5, "lamb": 7}
@@ -31,13 +32,13 @@ FLOOR_TENSORS = {"sgd": 3, "momentum": 5, "adagrad": 5, "rmsprop": 5, "adam": 7,
 SINGLE_PASS = ("sgd", "momentum", "adam", "adamw")
 
 
-def gbps(name, ms):
+def gbps(set_name, name, ms):
     """The floor's bytes over the time, in GB/s."""
-    return FLOOR_TENSORS[name] * PARAMS * 4 / (ms / 1e3) / 1e9
+    return FLOOR_TENSORS[name] * PARAMS[set_name] * 4 / (ms / 1e3) / 1e9
 
 
 def bigbatch(threads):
-    """Median ms per `<name>_fused` row, from criterion's bencher output."""
+    """Median ms per (set, optimizer) `_fused` row, from criterion's bencher output."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(
         ["cargo", "bench", "--quiet", "-p", "bigbatch-optim", "--bench", "update", "--",
@@ -45,8 +46,8 @@ def bigbatch(threads):
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout
     rows = {}
-    for m in re.finditer(r"test resnet50_update/(\w+)_fused \.\.\. bench:\s+([\d,]+) ns/iter", out):
-        rows[m.group(1)] = int(m.group(2).replace(",", "")) / 1e6
+    for m in re.finditer(r"test update_(\w+)/(\w+)_fused \.\.\. bench:\s+([\d,]+) ns/iter", out):
+        rows[(m.group(1), m.group(2))] = int(m.group(3).replace(",", "")) / 1e6
     if not rows:
         sys.exit(f"no fused rows in the benchmark output:\n{out}")
     return rows
@@ -58,7 +59,7 @@ def torch(threads, iters, python):
         [python, str(PEER), "--iters", str(iters)],
         env=env, check=True, capture_output=True, text=True,
     ).stdout
-    return {d["optimizer"]: d["median_ms"] for d in map(json.loads, out.splitlines())}
+    return {(d["set"], d["optimizer"]): d["median_ms"] for d in map(json.loads, out.splitlines())}
 
 
 def main():
@@ -67,21 +68,23 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     args = ap.parse_args()
     python = os.environ.get("PYTHON", sys.executable)
-    print("| optimizer | threads | bigbatch ms | PyTorch ms | PyTorch ÷ bigbatch "
+    print("| set | optimizer | threads | bigbatch ms | PyTorch ms | PyTorch ÷ bigbatch "
           "| bigbatch GB/s | × floor |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for threads in args.threads:
         ours = bigbatch(threads)
         theirs = torch(threads, args.iters, python)
-        best = max((gbps(n, ms) for n, ms in ours.items() if n in SINGLE_PASS), default=None)
-        for name, ms in ours.items():
-            rate = gbps(name, ms)
-            peer = theirs.get(name)
+        # The machine's streaming rate: the best single-pass row on the large set.
+        best = max((gbps(s, n, ms) for (s, n), ms in ours.items()
+                    if s == "mlp25m" and n in SINGLE_PASS), default=None)
+        for (set_name, name), ms in ours.items():
+            rate = gbps(set_name, name, ms)
+            peer = theirs.get((set_name, name))
             ratio = f"{peer / ms:.2f}" if peer else "—"
-            peer_ms = f"{peer:.1f}" if peer else "—"
+            peer_ms = f"{peer:.3f}" if peer else "—"
             floor = f"{best / rate:.2f}" if best else "—"
-            print(f"| {name} | {threads} | {ms:.1f} | {peer_ms} | {ratio} | {rate:.1f} | {floor} |",
-                  flush=True)
+            print(f"| {set_name} | {name} | {threads} | {ms:.3f} | {peer_ms} | {ratio} "
+                  f"| {rate:.1f} | {floor} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-//! One optimizer update on a ResNet-50-sized parameter set (He et al. 2016,
-//! torchvision `resnet50`: 161 tensors, 25,557,032 parameters, f32), side by
-//! side: each optimizer's composed chain (`<name>`: one candle op after
-//! another, then `w + u`) and the same chain fused (`<name>_fused`:
-//! `Optimizer::new` runs it in place, one pass per parameter, two for the
-//! trust ratios).
+//! One optimizer update on three parameter sets ([`shape_sets`]: LeNet-5,
+//! ResNet-20, a 25M-parameter MLP; f32), side by side: each optimizer's
+//! composed chain (`<name>`: one candle op after another, then `w + u`) and
+//! the same chain fused (`<name>_fused`: `Optimizer::new` runs it in place,
+//! one pass per parameter, two for the trust ratios).
 //!
-//! Run with `cargo bench -p bigbatch-optim --bench update`; compare with
-//! `python3 crates/optim/benches/torch_optim.py` in the same session. The
+//! Run with `cargo bench -p bigbatch-optim --bench update`; `compare_torch.py`
+//! runs the fused rows beside `torch_optim.py` (the same shapes) and prints
+//! the table in the crate's README. The
 //! memory-bandwidth floor of an update is the bytes each optimizer must read
 //! and write once (e.g. SGD: read g, w; write w), printed per optimizer before
 //! the timings so the ratio can be read off directly.
@@ -22,45 +22,57 @@ use bigbatch_optim::{
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// torchvision ResNet-50 parameter shapes, named as in its `state_dict`.
-fn resnet50_shapes() -> Vec<(String, Vec<usize>)> {
-    let mut shapes = vec![
-        ("conv1.weight".to_string(), vec![64, 3, 7, 7]),
-        ("bn1.weight".to_string(), vec![64]),
-        ("bn1.bias".to_string(), vec![64]),
-    ];
-    let mut inplanes = 64;
-    for (layer, (planes, blocks)) in [(64, 3), (128, 4), (256, 6), (512, 3)]
-        .into_iter()
-        .enumerate()
-    {
-        for block in 0..blocks {
-            let p = format!("layer{}.{block}", layer + 1);
-            let convs = [
-                ("conv1", vec![planes, inplanes, 1, 1]),
-                ("conv2", vec![planes, planes, 3, 3]),
-                ("conv3", vec![planes * 4, planes, 1, 1]),
-            ];
-            for (i, (conv, shape)) in convs.into_iter().enumerate() {
-                let out = shape[0];
-                shapes.push((format!("{p}.{conv}.weight"), shape));
-                shapes.push((format!("{p}.bn{}.weight", i + 1), vec![out]));
-                shapes.push((format!("{p}.bn{}.bias", i + 1), vec![out]));
+/// A parameter set: its name and `(tensor name, shape)` list.
+type ShapeSet = (&'static str, Vec<(String, Vec<usize>)>);
+
+/// A layer's `weight` and `bias` shapes under `prefix`.
+fn layer(prefix: &str, weight: Vec<usize>) -> [(String, Vec<usize>); 2] {
+    let out = weight[0];
+    [
+        (format!("{prefix}.weight"), weight),
+        (format!("{prefix}.bias"), vec![out]),
+    ]
+}
+
+/// The three parameter sets of the comparison, named as PyTorch names them
+/// (`torch_optim.py` builds the same shapes): LeNet-5 (LeCun et al. 1998,
+/// 61,706 parameters in 10 tensors), ResNet-20 for CIFAR-10 (He et al. 2016,
+/// 272,474 in 65) and a 2048-4096-4096-10 MLP (25,214,986 in 6), the
+/// size of ResNet-50 in three large tensors.
+fn shape_sets() -> Vec<ShapeSet> {
+    let lenet5 = [
+        layer("conv1", vec![6, 1, 5, 5]),
+        layer("conv2", vec![16, 6, 5, 5]),
+        layer("fc1", vec![120, 400]),
+        layer("fc2", vec![84, 120]),
+        layer("fc3", vec![10, 84]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut resnet20 = vec![("conv1.weight".to_string(), vec![16, 3, 3, 3])];
+    resnet20.extend(layer("bn1", vec![16]));
+    let mut inplanes = 16;
+    for (stage, planes) in [16, 32, 64].into_iter().enumerate() {
+        for block in 0..3 {
+            let p = format!("layer{}.{block}", stage + 1);
+            for (conv, cin) in [(1, inplanes), (2, planes)] {
+                resnet20.push((format!("{p}.conv{conv}.weight"), vec![planes, cin, 3, 3]));
+                resnet20.extend(layer(&format!("{p}.bn{conv}"), vec![planes]));
             }
-            if block == 0 {
-                shapes.push((
-                    format!("{p}.downsample.0.weight"),
-                    vec![planes * 4, inplanes, 1, 1],
-                ));
-                shapes.push((format!("{p}.downsample.1.weight"), vec![planes * 4]));
-                shapes.push((format!("{p}.downsample.1.bias"), vec![planes * 4]));
-            }
-            inplanes = planes * 4;
+            inplanes = planes;
         }
     }
-    shapes.push(("fc.weight".to_string(), vec![1000, 2048]));
-    shapes.push(("fc.bias".to_string(), vec![1000]));
-    shapes
+    resnet20.extend(layer("fc", vec![10, 64]));
+    let mlp = [
+        layer("fc1", vec![4096, 2048]),
+        layer("fc2", vec![4096, 4096]),
+        layer("fc3", vec![10, 4096]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    vec![("lenet5", lenet5), ("resnet20", resnet20), ("mlp25m", mlp)]
 }
 
 fn random_tree(shapes: &[(String, Vec<usize>)], scale: f64, device: &Device) -> Tree {
@@ -80,16 +92,16 @@ fn random_tree(shapes: &[(String, Vec<usize>)], scale: f64, device: &Device) -> 
 type Make = Box<dyn Fn() -> Boxed>;
 
 fn bench_updates(c: &mut Criterion) {
+    for (set, shapes) in shape_sets() {
+        bench_set(c, set, &shapes);
+    }
+}
+
+fn bench_set(c: &mut Criterion, set: &str, shapes: &[(String, Vec<usize>)]) {
     let device = Device::Cpu;
-    let shapes = resnet50_shapes();
-    let params = random_tree(&shapes, 0.05, &device);
-    let grads = random_tree(&shapes, 0.01, &device);
+    let params = random_tree(shapes, 0.05, &device);
+    let grads = random_tree(shapes, 0.01, &device);
     let n = params.elem_count();
-    assert_eq!(
-        (shapes.len(), n),
-        (161, 25_557_032),
-        "ResNet-50 parameter count"
-    );
     let lars_cfg = LarsConfig {
         weight_decay: 5e-5,
         weight_decay_mask: mask::exclude_bias_and_norm(),
@@ -136,13 +148,13 @@ fn bench_updates(c: &mut Criterion) {
             4 + 3,
         ),
     ];
-    let mut group = c.benchmark_group("resnet50_update");
+    let mut group = c.benchmark_group(format!("update_{set}"));
     group.sample_size(10);
     for (name, make, tensors) in &optimizers {
         let floor_bytes = tensors * n * 4;
         // The minimal traffic, for the ratio against memory bandwidth.
         eprintln!(
-            "{name}: floor {:.1} MB per update",
+            "{set} {name}: {n} parameters, floor {:.3} MB per update",
             floor_bytes as f64 / 1e6
         );
         group.throughput(criterion::Throughput::Bytes(floor_bytes as u64));

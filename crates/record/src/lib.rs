@@ -9,6 +9,8 @@
 //! - [`RunRecord`]: one training run (its spec, [`Provenance`], curve, status).
 //! - [`TrialResult`], [`SweepSummary`]: a sweep's results and their reduction.
 //! - [`NoiseScaleStep`], [`ParetoBootstrap`]: measurements (McCandlish et al. 2018).
+//! - [`WeightsInfo`]: the sidecar of saved weights; [`MeasurementRecord`]:
+//!   what `bigbatch measure` writes about them.
 //!
 //! ```
 //! use bigbatch_record::{RunRecord, read_json, write_json_atomic};
@@ -28,6 +30,7 @@ mod provenance;
 mod run;
 mod schema;
 mod sweep;
+mod weights;
 
 pub use bigbatch_spec::EvalPoint;
 pub use error::{Error, Result};
@@ -37,3 +40,7 @@ pub use provenance::{DataUsed, FileDigest, Provenance};
 pub use run::{RunRecord, Status};
 pub use schema::{SCHEMA_VERSION, Schema};
 pub use sweep::{BatchSizeSummary, BestTrial, SweepSummary, TrialResult};
+pub use weights::{
+    InterpolationRow, LayerDistance, Measured, MeasurementRecord, SharpnessRow, WeightDistance,
+    WeightsInfo, WeightsRef,
+};

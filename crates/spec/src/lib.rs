@@ -32,6 +32,7 @@
 mod error;
 mod format;
 mod mask;
+mod measure;
 mod model;
 mod optimizer;
 mod record;
@@ -44,6 +45,7 @@ mod workload;
 pub use error::{Error, Result};
 pub use format::thousands;
 pub use mask::{MaskSpec, ParamKind};
+pub use measure::BatchNormPolicy;
 pub use model::{ModelKind, Task};
 pub use optimizer::{Method, OptimizerSpec, TrustRatioSpec, Value};
 pub use record::EvalPoint;

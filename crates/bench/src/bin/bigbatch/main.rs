@@ -14,11 +14,14 @@
 
 use std::path::PathBuf;
 
+mod measure;
+
 use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
-    Budget, Checkpointing, EvalPoint, Metric, Observer, RunSpec, SweepDir, SweepPlan, Target,
-    WorkloadExt, WorkloadKind, batch_norm, device_label, read_json, run_sweep, run_trial,
-    slurm_script, summarize, train_resumable, write_json_atomic,
+    Budget, Checkpointing, EvalPoint, Metric, Model, Observer, Provenance, RunSpec, SweepDir,
+    SweepPlan, Target, WeightsInfo, WorkloadExt, WorkloadKind, batch_norm, device_label, read_json,
+    run_sweep, run_trial, save_weights, slurm_script, summarize, train_resumable,
+    write_json_atomic,
 };
 use bigbatch_spec::{Decay, Length, Method, ModelKind, OptimizerSpec, TrustRatioSpec, Value};
 use candle_core::Device;
@@ -51,6 +54,9 @@ enum Command {
     Models,
     /// List every optimizer and schedule with its hyperparameters and defaults.
     Optimizers,
+    /// Measure weights saved by `bigbatch train --save-init/--save-final`.
+    #[command(subcommand)]
+    Measure(measure::MeasureCommand),
 }
 
 #[derive(clap::Args)]
@@ -142,6 +148,97 @@ impl CheckpointArgs {
     }
 }
 
+/// Where `bigbatch train` keeps weights (`DIR/weights.safetensors` and its
+/// `DIR/weights.json` sidecar), for `bigbatch measure`.
+#[derive(clap::Args)]
+struct SaveArgs {
+    /// Save the initial weights in this directory.
+    #[arg(long)]
+    save_init: Option<PathBuf>,
+    /// Save the final weights in this directory.
+    #[arg(long)]
+    save_final: Option<PathBuf>,
+    /// Also save a snapshot every this many steps, in `<save-final>/step-<N>/`.
+    #[arg(long, requires = "save_final")]
+    save_every: Option<u64>,
+}
+
+impl SaveArgs {
+    fn check(&self) -> Result<()> {
+        if self.save_every == Some(0) {
+            bail!("--save-every 0 is out of range: at least 1 step");
+        }
+        for dir in [&self.save_init, &self.save_final].into_iter().flatten() {
+            if dir.is_file() {
+                bail!(
+                    "{} is a file; --save-init/--save-final take a directory",
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Saves weights from inside a run: the sidecar's run and provenance, and
+/// the last evaluation seen.
+struct Saver<'a> {
+    model: &'a Model,
+    spec: &'a RunSpec,
+    provenance: Provenance,
+    /// `(every, directory)` of the snapshots.
+    snapshots: Option<(u64, PathBuf)>,
+    last: Option<EvalPoint>,
+    /// The last step taken.
+    last_step: u64,
+    /// The first failed save: training goes on, the command then fails.
+    failed: Option<anyhow::Error>,
+}
+
+impl Saver<'_> {
+    fn save(&self, dir: &std::path::Path, step: u64) -> Result<()> {
+        let info = WeightsInfo {
+            schema: Default::default(),
+            model: self.spec.model(),
+            spec: self.spec.clone(),
+            step,
+            metrics: self.last.clone().filter(|p| p.step <= step),
+            provenance: self.provenance.clone(),
+        };
+        save_weights(dir, self.model, &info)
+            .with_context(|| format!("saving the weights of step {step} in {}", dir.display()))?;
+        tracing::debug!(step, dir = %dir.display(), "weights saved");
+        Ok(())
+    }
+
+    /// Step `step` is done: a snapshot if one is due.
+    fn stepped(&mut self, step: u64) {
+        self.last_step = step;
+        if let Some((every, dir)) = &self.snapshots
+            && step.is_multiple_of(*every)
+            && self.failed.is_none()
+        {
+            let dir = dir.join(format!("step-{step}"));
+            if let Err(e) = self.save(&dir, step) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
+/// A progress bar of `len` steps of `unit` on stderr (hidden when stderr is
+/// not a terminal).
+pub(crate) fn bar(len: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Emit {
     /// A Slurm job-array script (`<dir>/sweep.slurm`) instead of running here.
@@ -224,6 +321,8 @@ struct TrainArgs {
     ghost_batch_size: Option<usize>,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
+    #[command(flatten)]
+    saving: SaveArgs,
     /// Seed of initialisation and data order (default 0).
     #[arg(long)]
     seed: Option<u64>,
@@ -535,6 +634,7 @@ fn run() -> Result<()> {
         Command::Trial(a) => a.threads,
         Command::Sweep(a) => Some(a.threads),
         Command::Models | Command::Optimizers => Some(1),
+        Command::Measure(m) => m.threads(),
     };
     let threads = requested.unwrap_or(cores);
     let most = MAX_THREADS_PER_CORE * cores;
@@ -551,6 +651,7 @@ fn run() -> Result<()> {
             spec.validate()?;
             check_output(&args.out)?;
             args.checkpoint.check()?;
+            args.saving.check()?;
             run_spec = Some(spec);
         }
         Command::Trial(args) => {
@@ -558,6 +659,10 @@ fn run() -> Result<()> {
             args.checkpoint.check()?;
         }
         Command::Sweep(args) if args.jobs == 0 => bail!("--jobs 0 is out of range: at least 1"),
+        Command::Measure(m) => {
+            m.check()?;
+            check_output(m.out())?;
+        }
         _ => {}
     }
     // SAFETY: nothing has started a thread yet; candle's pool reads these on first use.
@@ -574,6 +679,7 @@ fn run() -> Result<()> {
         Command::Sweep(args) => run_sweep_cmd(args),
         Command::Models => print_models(),
         Command::Optimizers => print_optimizers(),
+        Command::Measure(m) => m.run(threads),
     }
 }
 
@@ -696,7 +802,7 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
         dir.log_attempt(&id)?;
     }
     let device = args.device.open()?;
-    let mut bar = Bar::new(args.quiet);
+    let mut bar = Bar::new(args.quiet, None);
     let checkpointing = args.checkpoint.get();
     let result = run_trial(
         &spec,
@@ -822,17 +928,6 @@ fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> 
         device = device_label(&device),
         "training"
     );
-    let mut bar = Bar::new(args.quiet);
-    let checkpointing = args.checkpoint.get();
-    let outcome = train_resumable(
-        &model,
-        &data,
-        config,
-        &device,
-        &mut bar,
-        checkpointing.as_ref(),
-    )?;
-    bar.bar.finish_and_clear();
     let provenance = bigbatch_bench::provenance(
         config.seed,
         threads,
@@ -840,6 +935,44 @@ fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> 
         workload,
         &data,
     );
+    let checkpointing = args.checkpoint.get();
+    let config = config.clone();
+    let spec = RunSpec {
+        train: config.clone(),
+        ..spec
+    };
+    let saver = Saver {
+        model: &model,
+        spec: &spec,
+        provenance: provenance.clone(),
+        snapshots: args.saving.save_every.zip(args.saving.save_final.clone()),
+        last: None,
+        last_step: 0,
+        failed: None,
+    };
+    if let Some(dir) = &args.saving.save_init {
+        saver.save(dir, 0)?;
+    }
+    let mut bar = Bar::new(args.quiet, Some(saver));
+    let outcome = train_resumable(
+        &model,
+        &data,
+        &config,
+        &device,
+        &mut bar,
+        checkpointing.as_ref(),
+    )?;
+    bar.bar.finish_and_clear();
+    let Some(saver) = bar.saver else {
+        bail!("the weight saver was lost")
+    };
+    if let Some(e) = saver.failed {
+        return Err(e);
+    }
+    let final_step = saver.last_step;
+    if let Some(dir) = &args.saving.save_final {
+        saver.save(dir, final_step)?;
+    }
     let record = outcome.into_record(&spec, provenance);
     write_json_atomic(&args.out, &record)?;
     args.checkpoint.remove()?;
@@ -860,13 +993,15 @@ fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> 
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
-struct Bar {
+struct Bar<'a> {
     bar: ProgressBar,
     last_accuracy: Option<f64>,
+    /// Saves weight snapshots as the run goes.
+    saver: Option<Saver<'a>>,
 }
 
-impl Bar {
-    fn new(quiet: bool) -> Self {
+impl<'a> Bar<'a> {
+    fn new(quiet: bool, saver: Option<Saver<'a>>) -> Self {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -881,17 +1016,21 @@ impl Bar {
         Self {
             bar,
             last_accuracy: None,
+            saver,
         }
     }
 }
 
-impl Observer for Bar {
+impl Observer for Bar<'_> {
     fn started(&mut self, total_steps: u64) {
         self.bar.set_length(total_steps);
     }
 
     fn stepped(&mut self, step: u64, loss: f64) {
         self.bar.set_position(step);
+        if let Some(saver) = &mut self.saver {
+            saver.stepped(step);
+        }
         if step.is_multiple_of(10) {
             let acc = self
                 .last_accuracy
@@ -902,6 +1041,9 @@ impl Observer for Bar {
 
     fn evaluated(&mut self, point: &EvalPoint) {
         self.last_accuracy = Some(point.test_accuracy);
+        if let Some(saver) = &mut self.saver {
+            saver.last = Some(point.clone());
+        }
         self.bar.suspend(|| {
             tracing::info!(
                 step = point.step,
