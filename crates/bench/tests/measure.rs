@@ -207,6 +207,46 @@ fn train_keeps_weights_and_measure_reads_them() -> Result<()> {
         "{results:?}"
     );
     assert_eq!(results[0].examples, 64);
+
+    // Noise scale: the two-batch estimator per repeat, pooled as the ratio
+    // of the mean estimates, and B_noise through finite-difference HVPs.
+    ok(
+        &[
+            "measure",
+            "noise-scale",
+            "--weights",
+            "w1",
+            "--small-batch",
+            "4",
+            "--big-batch",
+            "32",
+            "--repeats",
+            "3",
+            "--hessian-micro-batches",
+            "2",
+            "--hessian-examples",
+            "16",
+            "--batch-size",
+            "32",
+            "--out",
+            "n.json",
+        ],
+        dir,
+    )?;
+    let n: MeasurementRecord = read_json(&dir.join("n.json"))?;
+    let Measured::NoiseScale(ns) = &n.result else {
+        bail!("not a noise scale: {:?}", n.result)
+    };
+    assert_eq!((ns.small_batch, ns.big_batch, ns.repeats.len()), (4, 32, 3));
+    let mean_g = ns.repeats.iter().map(|e| e.g_sq).sum::<f64>() / 3.0;
+    let mean_t = ns.repeats.iter().map(|e| e.trace_sigma).sum::<f64>() / 3.0;
+    assert!((ns.g_sq - mean_g).abs() <= 1e-12 * mean_g.abs().max(1.0));
+    match ns.b_simple {
+        Some(b) => assert!(mean_g > 0.0 && (b - mean_t / mean_g).abs() <= 1e-9 * b.abs()),
+        None => assert!(mean_g <= 0.0),
+    }
+    let h = ns.hessian.expect("B_noise was asked for");
+    assert!(h.b_noise.is_finite() && h.trace_sigma.is_finite(), "{h:?}");
     Ok(())
 }
 

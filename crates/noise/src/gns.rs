@@ -29,6 +29,55 @@ use serde::{Deserialize, Serialize};
 use crate::flat::weighted_sum;
 use crate::{Error, Result};
 
+/// A percentile-bootstrap interval at `level` (0.9: the 5th to 95th
+/// percentile) of `B_simple` estimated from repeated measurements as the
+/// ratio of their mean `tr(Σ)` to their mean `|G|²` (each mean unbiased, the
+/// ratio the estimator McCandlish et al. recommend): 1,000 resamples of the
+/// repeats with replacement, seeded. `None` for fewer than two repeats, or
+/// when more than a tenth of the resamples give `|G|² ≤ 0`.
+///
+/// ```
+/// use bigbatch_noise::{NoiseScaleEstimate, b_simple_interval};
+/// let repeats: Vec<_> = [(1.0, 90.0), (1.2, 100.0), (0.8, 110.0), (1.0, 100.0)]
+///     .map(|(g, t)| NoiseScaleEstimate::new(g, t)).to_vec();
+/// let i = b_simple_interval(&repeats, 0.9, 0).unwrap();
+/// assert!(i.lower < 100.0 && 100.0 < i.upper && i.lower > 70.0 && i.upper < 140.0);
+/// ```
+pub fn b_simple_interval(
+    repeats: &[NoiseScaleEstimate],
+    level: f64,
+    seed: u64,
+) -> Option<crate::Interval> {
+    use rand::{Rng, SeedableRng};
+    const RESAMPLES: usize = 1000;
+    let k = repeats.len();
+    if k < 2 || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .filter_map(|_| {
+            let (mut g, mut t) = (0.0, 0.0);
+            for _ in 0..k {
+                let e = &repeats[rng.random_range(0..k)];
+                g += e.g_sq;
+                t += e.trace_sigma;
+            }
+            (g > 0.0).then(|| t / g)
+        })
+        .collect();
+    if ratios.len() * 10 < RESAMPLES * 9 {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Some(crate::Interval {
+        lower: at(tail),
+        upper: at(1.0 - tail),
+    })
+}
+
 /// The two-batch-size estimator of McCandlish et al. (2018, Appendix A.1).
 ///
 /// From squared gradient norms measured at the same weights with a small batch

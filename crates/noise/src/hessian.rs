@@ -17,6 +17,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::flat::{dot, lin_comb, unflatten, weighted_sum};
+pub use bigbatch_record::{HessianNoiseScale, optimal_learning_rate};
+
 use crate::{Error, GradientOracle, Result};
 
 /// A linear map `v ↦ H v` by a (fixed) Hessian.
@@ -232,43 +234,6 @@ pub fn top_hessian_eigenvalue(
 fn normalized(v: Tree) -> Result<Tree> {
     let norm = v.squared_norm()?.sqrt();
     Ok(v.map(|_, t| Ok(t.affine(1. / norm, 0.)?))?)
-}
-
-/// Unbiased estimates of the quantities of the quadratic model of
-/// McCandlish et al. (2018, §2.1), from micro-batch gradients.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HessianNoiseScale {
-    /// `|G|²`.
-    pub g_sq: f64,
-    /// `tr(Σ)`.
-    pub trace_sigma: f64,
-    /// `GᵀHG`.
-    pub g_h_g: f64,
-    /// `tr(HΣ)`.
-    pub trace_h_sigma: f64,
-    /// `B_simple = tr(Σ)/|G|²`.
-    pub b_simple: f64,
-    /// `B_noise = tr(HΣ)/(GᵀHG)`.
-    pub b_noise: f64,
-    /// `ε_max = |G|²/(GᵀHG)`, the optimal step with noise-free gradients.
-    pub eps_max: f64,
-}
-
-impl HessianNoiseScale {
-    /// The predicted optimal step at batch size `batch_size`,
-    /// `ε_opt(B) = ε_max / (1 + B_noise/B)` (McCandlish et al. 2018, eq. 2.6).
-    pub fn optimal_learning_rate(&self, batch_size: f64) -> f64 {
-        optimal_learning_rate(self.eps_max, self.b_noise, batch_size)
-    }
-}
-
-/// `ε_opt(B) = ε_max / (1 + B_noise/B)` (McCandlish et al. 2018, eq. 2.6).
-///
-/// ```
-/// assert_eq!(bigbatch_noise::optimal_learning_rate(0.4, 100., 100.), 0.2);
-/// ```
-pub fn optimal_learning_rate(eps_max: f64, b_noise: f64, batch_size: f64) -> f64 {
-    eps_max / (1. + b_noise / batch_size)
 }
 
 /// `B_noise = tr(HΣ)/(GᵀHG)` from `k ≥ 2` disjoint micro-batch mean gradients

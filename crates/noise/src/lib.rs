@@ -41,8 +41,9 @@ pub use boxqn::{BoxConfig, BoxResult, minimize_box};
 pub use error::{Error, Result};
 pub use flat::{flatten, unflatten};
 pub use gns::{
-    NoiseScaleConfig, NoiseScaleEstimate, NoiseScaleStep, NoiseScaleTracker, micro_batch_estimate,
-    micro_batch_estimate_from_norms, per_example_estimate, two_batch_estimate,
+    NoiseScaleConfig, NoiseScaleEstimate, NoiseScaleStep, NoiseScaleTracker, b_simple_interval,
+    micro_batch_estimate, micro_batch_estimate_from_norms, per_example_estimate,
+    two_batch_estimate,
 };
 pub use hessian::{
     FiniteDifferenceHvp, HessianNoiseScale, HessianVectorProduct, PowerIterationConfig, TopEigen,

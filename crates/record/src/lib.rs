@@ -35,12 +35,15 @@ mod weights;
 pub use bigbatch_spec::EvalPoint;
 pub use error::{Error, Result};
 pub use io::{read_json, write_json_atomic};
-pub use measure::{Interval, NoiseScaleEstimate, NoiseScaleStep, ParetoBootstrap, ParetoFit};
+pub use measure::{
+    HessianNoiseScale, Interval, NoiseScaleEstimate, NoiseScaleStep, ParetoBootstrap, ParetoFit,
+    optimal_learning_rate,
+};
 pub use provenance::{DataUsed, FileDigest, Provenance};
 pub use run::{RunRecord, Status};
 pub use schema::{SCHEMA_VERSION, Schema};
 pub use sweep::{BatchSizeSummary, BestTrial, SweepSummary, TrialResult};
 pub use weights::{
-    InterpolationRow, LayerDistance, Measured, MeasurementRecord, SharpnessRow, WeightDistance,
-    WeightsInfo, WeightsRef,
+    InterpolationRow, LayerDistance, Measured, MeasurementRecord, NoiseScaleMeasurement,
+    SharpnessRow, WeightDistance, WeightsInfo, WeightsRef,
 };

@@ -3,7 +3,7 @@
 use bigbatch_spec::{BatchNormPolicy, EvalPoint, ModelKind, RunSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::{Provenance, Schema};
+use crate::{HessianNoiseScale, Interval, NoiseScaleEstimate, Provenance, Schema};
 
 /// The JSON sidecar of a weights file written by `bigbatch train
 /// --save-init/--save-final/--save-every` (`DIR/weights.safetensors` beside
@@ -68,6 +68,9 @@ pub enum Measured {
         /// One row per `α`, in the order asked.
         points: Vec<InterpolationRow>,
     },
+    /// `measure noise-scale`: `B_simple` over repeats, `B_noise` with
+    /// Hessian-vector products.
+    NoiseScale(NoiseScaleMeasurement),
     /// `measure sharpness`: one result per `ε`.
     Sharpness {
         /// One row per `ε`, in the order asked.
@@ -129,4 +132,28 @@ pub struct SharpnessRow {
     pub iterations: usize,
     /// Loss-and-gradient evaluations done.
     pub evaluations: usize,
+}
+
+/// The gradient noise scale of saved weights (McCandlish et al. 2018,
+/// Appendix A): the two-batch estimator repeated on fresh examples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseScaleMeasurement {
+    /// The small batch `b`.
+    pub small_batch: usize,
+    /// The big batch `B`.
+    pub big_batch: usize,
+    /// One unbiased estimate per repeat, each on fresh examples.
+    pub repeats: Vec<NoiseScaleEstimate>,
+    /// The mean of the repeats' `|G|²` estimates.
+    pub g_sq: f64,
+    /// The mean of the repeats' `tr(Σ)` estimates.
+    pub trace_sigma: f64,
+    /// `B_simple = tr(Σ)/|G|²` from the means; `None` when the `|G|²`
+    /// estimate is not positive (too few or too small samples).
+    pub b_simple: Option<f64>,
+    /// A 90% percentile-bootstrap interval of `B_simple` over the repeats
+    /// (none for fewer than two repeats or an undefined `B_simple`).
+    pub b_simple_interval: Option<Interval>,
+    /// `B_noise` and the quadratic model's quantities, if measured.
+    pub hessian: Option<HessianNoiseScale>,
 }

@@ -12,7 +12,8 @@ use bigbatch_bench::{
     device_label, param_tree, state_tree, write_json_atomic,
 };
 use bigbatch_noise::{ExampleSubset, SharpnessConfig, Subspace};
-use bigbatch_record::{InterpolationRow, Provenance, Schema, SharpnessRow};
+use bigbatch_noise::{FiniteDifferenceHvp, GradientOracle, NoiseScaleEstimate};
+use bigbatch_record::{InterpolationRow, NoiseScaleMeasurement, Provenance, Schema, SharpnessRow};
 use bigbatch_spec::BatchNormPolicy;
 use candle_core::Device;
 use clap::Subcommand;
@@ -28,6 +29,8 @@ pub(crate) enum MeasureCommand {
     Interpolate(InterpolateArgs),
     /// Keskar et al.'s ε-sharpness of the training loss, in the full space or a random subspace.
     Sharpness(SharpnessArgs),
+    /// The gradient noise scale B_simple (two batch sizes, repeated) and B_noise (McCandlish et al. 2018).
+    NoiseScale(NoiseScaleArgs),
 }
 
 impl MeasureCommand {
@@ -37,6 +40,7 @@ impl MeasureCommand {
             MeasureCommand::Distance(a) => &a.out,
             MeasureCommand::Interpolate(a) => &a.common.out,
             MeasureCommand::Sharpness(a) => &a.common.out,
+            MeasureCommand::NoiseScale(a) => &a.common.out,
         }
     }
 
@@ -46,6 +50,7 @@ impl MeasureCommand {
             MeasureCommand::Distance(_) => Some(1),
             MeasureCommand::Interpolate(a) => a.common.threads,
             MeasureCommand::Sharpness(a) => a.common.threads,
+            MeasureCommand::NoiseScale(a) => a.common.threads,
         }
     }
 
@@ -70,6 +75,23 @@ impl MeasureCommand {
                 }
                 Ok(())
             }
+            MeasureCommand::NoiseScale(a) => {
+                a.common.check()?;
+                if !(1..a.big_batch).contains(&a.small_batch) {
+                    bail!(
+                        "--small-batch {} --big-batch {}: need 1 <= small < big",
+                        a.small_batch,
+                        a.big_batch
+                    );
+                }
+                if a.repeats == 0 {
+                    bail!("--repeats 0 is out of range: at least 1");
+                }
+                if a.hessian_micro_batches == 1 {
+                    bail!("--hessian-micro-batches 1 is out of range: 0 (off) or at least 2");
+                }
+                Ok(())
+            }
         }
     }
 
@@ -78,6 +100,7 @@ impl MeasureCommand {
             MeasureCommand::Distance(a) => distance(a, threads),
             MeasureCommand::Interpolate(a) => interpolate(a, threads),
             MeasureCommand::Sharpness(a) => sharpness(a, threads),
+            MeasureCommand::NoiseScale(a) => noise_scale(a, threads),
         }
     }
 }
@@ -167,6 +190,30 @@ pub(crate) struct SharpnessArgs {
     /// Training examples the loss is evaluated on (default: all).
     #[arg(long)]
     examples: Option<usize>,
+    #[command(flatten)]
+    common: EvalArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct NoiseScaleArgs {
+    /// The weights to measure.
+    #[arg(long)]
+    weights: PathBuf,
+    /// The small batch b of the two-batch estimator.
+    #[arg(long, default_value_t = 32)]
+    small_batch: usize,
+    /// The big batch B.
+    #[arg(long, default_value_t = 1024)]
+    big_batch: usize,
+    /// Independent repeats, each on fresh training examples.
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// Micro-batches of the small size for B_noise (0: do not measure B_noise).
+    #[arg(long, default_value_t = 8)]
+    hessian_micro_batches: usize,
+    /// Training examples of the Hessian (disjoint draws from the gradients').
+    #[arg(long, default_value_t = 1000)]
+    hessian_examples: usize,
     #[command(flatten)]
     common: EvalArgs,
 }
@@ -440,6 +487,126 @@ fn sharpness(args: &SharpnessArgs, threads: usize) -> Result<()> {
         batch_norm: Some(args.common.batch_norm),
         provenance: provenance(&l, &args.common, threads),
         result: Measured::Sharpness { results },
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    write(&args.common.out, &record)
+}
+
+/// Seeded examples of the training split: `count` of them, drawn for `(seed, stream)`.
+fn draw(n: usize, count: usize, seed: u64, stream: u64) -> Result<Vec<usize>> {
+    let seed = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Ok(ExampleSubset::Random { count, seed }.indices(n)?)
+}
+
+fn noise_scale(args: &NoiseScaleArgs, threads: usize) -> Result<()> {
+    let start = Instant::now();
+    let l = load(&args.weights, &args.common)?;
+    let n = l.data.train.len();
+    let need = args
+        .big_batch
+        .max(args.small_batch * args.hessian_micro_batches);
+    if need > n {
+        bail!(
+            "a batch of {need} examples does not fit the {n} training examples of {}",
+            l.weights.info.spec.workload
+        );
+    }
+    let params = param_tree(&l.model)?;
+    let mut oracle = NetworkOracle::new(
+        &l.model,
+        &l.data.train,
+        &l.data.train,
+        &l.data.normalization,
+        &l.device,
+        args.common.batch_norm,
+        args.common.batch_size,
+    )?;
+    let (b, big) = (args.small_batch, args.big_batch);
+    let bar = crate::bar(args.repeats as u64, "repeats");
+    let mut repeats = Vec::with_capacity(args.repeats);
+    for r in 0..args.repeats as u64 {
+        let seed = args.common.seed;
+        let (_, g_small) = oracle.loss_and_grad(&params, &draw(n, b, seed, 2 * r)?)?;
+        let (_, g_big) = oracle.loss_and_grad(&params, &draw(n, big, seed, 2 * r + 1)?)?;
+        repeats.push(bigbatch_noise::two_batch_estimate(
+            b as f64,
+            g_small.squared_norm()?,
+            big as f64,
+            g_big.squared_norm()?,
+        )?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mean = |f: fn(&NoiseScaleEstimate) -> f64, picks: &[usize]| {
+        picks.iter().map(|&i| f(&repeats[i])).sum::<f64>() / picks.len() as f64
+    };
+    let all: Vec<usize> = (0..repeats.len()).collect();
+    let (g_sq, trace_sigma) = (mean(|e| e.g_sq, &all), mean(|e| e.trace_sigma, &all));
+    let b_simple = (g_sq > 0.0).then(|| trace_sigma / g_sq);
+    let b_simple_interval = match b_simple {
+        Some(_) => bigbatch_noise::b_simple_interval(&repeats, 0.9, args.common.seed),
+        _ => None,
+    };
+    let hessian = if args.hessian_micro_batches >= 2 {
+        let k = args.hessian_micro_batches;
+        let picked = draw(n, k * b, args.common.seed, u64::MAX)?;
+        let mut micro = Vec::with_capacity(k);
+        for chunk in picked.chunks(b) {
+            micro.push((chunk.len(), oracle.loss_and_grad(&params, chunk)?.1));
+        }
+        let rest: Vec<usize> = {
+            let used: std::collections::BTreeSet<usize> = picked.iter().copied().collect();
+            let pool = draw(n, n, args.common.seed, u64::MAX - 1)?;
+            pool.into_iter()
+                .filter(|i| !used.contains(i))
+                .take(args.hessian_examples)
+                .collect()
+        };
+        let mut hvp = FiniteDifferenceHvp::new(
+            &mut oracle,
+            &params,
+            rest,
+            FiniteDifferenceHvp::<NetworkOracle<'_>>::DEFAULT_REL_STEP,
+        )?;
+        Some(bigbatch_noise::hessian_noise_scale(&mut hvp, &micro)?)
+    } else {
+        None
+    };
+    match b_simple {
+        Some(v) => println!(
+            "B_simple = {v:.1} (|G|² {g_sq:.4e}, tr(Σ) {trace_sigma:.4e}, {} repeats of b = {b}, B = {big})",
+            repeats.len()
+        ),
+        None => println!(
+            "B_simple undefined: the |G|² estimate is {g_sq:.3e} ≤ 0 over {} repeats of b = {b}, B = {big}; use more repeats or a bigger B",
+            repeats.len()
+        ),
+    }
+    if let Some(i) = b_simple_interval {
+        println!("  90% bootstrap interval [{:.1}, {:.1}]", i.lower, i.upper);
+    }
+    if let Some(h) = &hessian {
+        println!(
+            "B_noise = {:.1} (ε_max {:.4e}; B_simple from the micro-batches {:.1})",
+            h.b_noise, h.eps_max, h.b_simple
+        );
+    }
+    let record = MeasurementRecord {
+        schema: Schema,
+        model: l.weights.info.model,
+        weights: vec![l.weights.reference()],
+        batch_norm: Some(args.common.batch_norm),
+        provenance: provenance(&l, &args.common, threads),
+        result: Measured::NoiseScale(NoiseScaleMeasurement {
+            small_batch: b,
+            big_batch: big,
+            repeats,
+            g_sq,
+            trace_sigma,
+            b_simple,
+            b_simple_interval,
+            hessian,
+        }),
         wall_seconds: start.elapsed().as_secs_f64(),
     };
     write(&args.common.out, &record)
