@@ -14,6 +14,7 @@ use bigbatch_bench::{
 use bigbatch_noise::{ExampleSubset, SharpnessConfig, Subspace};
 use bigbatch_noise::{FiniteDifferenceHvp, GradientOracle, NoiseScaleEstimate};
 use bigbatch_record::{InterpolationRow, NoiseScaleMeasurement, Provenance, Schema, SharpnessRow};
+use bigbatch_data::ImageClassification;
 use bigbatch_spec::BatchNormPolicy;
 use candle_core::Device;
 use clap::Subcommand;
@@ -285,6 +286,26 @@ struct Loaded {
     device: Device,
 }
 
+impl Loaded {
+    /// The model on `set` as the flags say (statistics re-estimated on the
+    /// training split).
+    fn oracle<'a>(
+        &'a self,
+        set: &'a ImageClassification,
+        common: &EvalArgs,
+    ) -> bigbatch_bench::Result<NetworkOracle<'a>> {
+        NetworkOracle::new(
+            &self.model,
+            set,
+            &self.data.train,
+            &self.data.normalization,
+            &self.device,
+            common.batch_norm,
+            common.batch_size,
+        )
+    }
+}
+
 fn load(dir: &Path, common: &EvalArgs) -> Result<Loaded> {
     let weights = SavedWeights::read(dir)?;
     let device = common.device.open()?;
@@ -364,18 +385,10 @@ fn interpolate(args: &InterpolateArgs, threads: usize) -> Result<()> {
     };
     let test_idx: Vec<usize> = (0..a.data.test.len()).collect();
     let policy = args.common.batch_norm;
-    let oracle = |set| {
-        NetworkOracle::new(
-            &a.model,
-            set,
-            &a.data.train,
-            &a.data.normalization,
-            &a.device,
-            policy,
-            args.common.batch_size,
-        )
-    };
-    let (mut on_train, mut on_test) = (oracle(&a.data.train)?, oracle(&a.data.test)?);
+    let (mut on_train, mut on_test) = (
+        a.oracle(&a.data.train, &args.common)?,
+        a.oracle(&a.data.test, &args.common)?,
+    );
     let mut points = Vec::new();
     let alphas = args.alpha.values();
     let bar = crate::bar(alphas.len() as u64, "α");
@@ -441,15 +454,7 @@ fn sharpness(args: &SharpnessArgs, threads: usize) -> Result<()> {
     };
     let n_examples = examples.indices(l.data.train.len())?.len();
     let params = param_tree(&l.model)?;
-    let mut oracle = NetworkOracle::new(
-        &l.model,
-        &l.data.train,
-        &l.data.train,
-        &l.data.normalization,
-        &l.device,
-        args.common.batch_norm,
-        args.common.batch_size,
-    )?;
+    let mut oracle = l.oracle(&l.data.train, &args.common)?;
     let mut results = Vec::new();
     for &epsilon in &args.epsilon {
         let cfg = SharpnessConfig {
@@ -512,15 +517,7 @@ fn noise_scale(args: &NoiseScaleArgs, threads: usize) -> Result<()> {
         );
     }
     let params = param_tree(&l.model)?;
-    let mut oracle = NetworkOracle::new(
-        &l.model,
-        &l.data.train,
-        &l.data.train,
-        &l.data.normalization,
-        &l.device,
-        args.common.batch_norm,
-        args.common.batch_size,
-    )?;
+    let mut oracle = l.oracle(&l.data.train, &args.common)?;
     let (b, big) = (args.small_batch, args.big_batch);
     let bar = crate::bar(args.repeats as u64, "repeats");
     let mut repeats = Vec::with_capacity(args.repeats);
