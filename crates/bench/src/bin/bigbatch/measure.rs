@@ -11,10 +11,10 @@ use bigbatch_bench::{
     Data, Measured, MeasurementRecord, Model, NetworkOracle, SavedWeights, WorkloadExt,
     device_label, param_tree, state_tree, write_json_atomic,
 };
+use bigbatch_data::ImageClassification;
 use bigbatch_noise::{ExampleSubset, SharpnessConfig, Subspace};
 use bigbatch_noise::{FiniteDifferenceHvp, GradientOracle, NoiseScaleEstimate};
 use bigbatch_record::{InterpolationRow, NoiseScaleMeasurement, Provenance, Schema, SharpnessRow};
-use bigbatch_data::ImageClassification;
 use bigbatch_spec::BatchNormPolicy;
 use candle_core::Device;
 use clap::Subcommand;
