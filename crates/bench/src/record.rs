@@ -20,6 +20,7 @@ pub fn provenance(
         git_revision: git_revision(),
         threads,
         device: device.into(),
+        cpu_model: cpu_model(),
         bigbatch_version: env!("CARGO_PKG_VERSION").into(),
         datasets: data.digests.clone(),
         data: Some(DataUsed {
@@ -28,6 +29,15 @@ pub fn provenance(
             test_examples: data.test.len(),
         }),
     }
+}
+
+/// The CPU model `/proc/cpuinfo` names, if it can be read.
+pub fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, name)| name.trim().to_owned())
 }
 
 /// The revision of the git tree in the current directory, if there is one.

@@ -14,6 +14,9 @@ pub struct Provenance {
     pub threads: usize,
     /// The device, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// The host's CPU model (`/proc/cpuinfo`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
     /// The bigbatch version that produced the record.
     pub bigbatch_version: String,
     /// SHA-256 of every data file read.

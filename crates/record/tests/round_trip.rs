@@ -25,6 +25,7 @@ fn record() -> RunRecord {
             git_revision: None,
             threads: 2,
             device: "cpu".into(),
+            cpu_model: None,
             bigbatch_version: "0.1.0".into(),
             datasets: vec![FileDigest {
                 file: "t10k-labels-idx1-ubyte.gz".into(),

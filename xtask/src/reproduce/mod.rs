@@ -99,6 +99,7 @@ pub(crate) fn sample_provenance(threads: usize) -> bigbatch_record::Provenance {
         git_revision: Some("0123abc".into()),
         threads,
         device: "cpu".into(),
+        cpu_model: None,
         bigbatch_version: "0.1.0".into(),
         datasets: vec![bigbatch_record::FileDigest {
             file: "train-images-idx3-ubyte.gz".into(),
