@@ -6,15 +6,13 @@
 //! [`Report::write`] renders `report.md`, one SVG per figure and
 //! `results.json` into the experiment's directory, atomically.
 
-mod chart;
-
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use bigbatch_record::Provenance;
 use serde::Serialize;
 
-pub use chart::{Chart, Series};
+pub use bigbatch_plot::{Chart, Series};
 
 /// A reproduction's report.
 #[derive(Clone, Debug, PartialEq)]
@@ -260,8 +258,8 @@ impl Report {
             };
             let path = out.join(&f.file);
             match f.axes {
-                Axes::Linear => chart::line_chart(&path, &chart, &f.series)?,
-                Axes::LogLog => chart::log_log_chart(&path, &chart, &f.series)?,
+                Axes::Linear => bigbatch_plot::line_chart(&path, &chart, &f.series)?,
+                Axes::LogLog => bigbatch_plot::log_log_chart(&path, &chart, &f.series)?,
             }
         }
         write_atomic(

@@ -430,6 +430,7 @@ fn interpolate(args: &InterpolateArgs, threads: usize) -> Result<()> {
             100.0 * p.test_accuracy
         );
     }
+    let figures = interpolation_figures(&args.common.out, &points)?;
     let record = MeasurementRecord {
         schema: Schema,
         model: a.weights.info.model,
@@ -439,7 +440,46 @@ fn interpolate(args: &InterpolateArgs, threads: usize) -> Result<()> {
         result: Measured::Interpolation { points },
         wall_seconds: start.elapsed().as_secs_f64(),
     };
-    write(&args.common.out, &record)
+    write(&args.common.out, &record)?;
+    for f in figures {
+        tracing::info!(figure = %f.display(), "drawn");
+    }
+    Ok(())
+}
+
+/// Keskar et al.'s Fig. 3 beside the record `out`: train and test loss
+/// (`<out>.loss.svg`) and accuracy (`<out>.accuracy.svg`) against α.
+fn interpolation_figures(out: &Path, points: &[InterpolationRow]) -> Result<Vec<PathBuf>> {
+    let line = |name: &str, f: fn(&InterpolationRow) -> f64| bigbatch_plot::Series {
+        name: name.into(),
+        points: points.iter().map(|p| (p.alpha, f(p))).collect(),
+    };
+    let mut drawn = Vec::new();
+    for (what, unit, train, test) in [
+        (
+            "loss",
+            "cross-entropy",
+            line("train", |p| p.train_loss),
+            line("test", |p| p.test_loss),
+        ),
+        (
+            "accuracy",
+            "accuracy (%)",
+            line("train", |p| 100.0 * p.train_accuracy),
+            line("test", |p| 100.0 * p.test_accuracy),
+        ),
+    ] {
+        let path = out.with_extension(format!("{what}.svg"));
+        let title = format!("{what} along (1 − α)·A + α·B");
+        let chart = bigbatch_plot::Chart {
+            title: &title,
+            x_label: "α (0: --from, 1: --to)",
+            y_label: unit,
+        };
+        bigbatch_plot::line_chart(&path, &chart, &[train, test])?;
+        drawn.push(path);
+    }
+    Ok(drawn)
 }
 
 fn sharpness(args: &SharpnessArgs, threads: usize) -> Result<()> {

@@ -1,11 +1,55 @@
-//! SVG line charts through plotters: linear or log-log axes, labels, legends.
+//! SVG line charts through plotters: linear or log-log axes, labels,
+//! legends, reference lines. bigbatch's reports (`cargo xtask reproduce`) and
+//! measurements (`bigbatch measure interpolate`) draw with it.
+//!
+//! ```
+//! use bigbatch_plot::{Chart, Series, line_chart};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let loss = Series { name: "train".into(), points: vec![(0.0, 2.3), (100.0, 0.4)] };
+//! let chart = Chart { title: "Loss", x_label: "step", y_label: "loss" };
+//! line_chart(&dir.path().join("loss.svg"), &chart, &[loss])?;
+//! # Ok(()) }
+//! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use plotters::prelude::*;
 
-use super::write_atomic;
+/// What can go wrong drawing a chart.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// plotters could not draw.
+    #[error("drawing chart: {0}")]
+    Draw(String),
+    /// The SVG could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Writes `contents` to `path` through a temporary file and a rename,
+/// creating its directory.
+fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let tmp = path.with_extension("svg.tmp");
+    std::fs::write(&tmp, contents).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
 
 /// One named line of a chart; a name starting with `~` marks a reference
 /// line (drawn thin, without markers; the `~` is not shown).
@@ -158,8 +202,8 @@ fn tick(v: &f64) -> String {
     }
 }
 
-fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing chart: {e}")
+fn plot_err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Draw(e.to_string())
 }
 
 #[cfg(test)]
@@ -175,10 +219,12 @@ mod tests {
         assert_eq!(labels, ["1024", "100", "0.950", "0.0123", "2.50", "250"]);
     }
 
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn chart_is_valid_svg_with_title_and_labels() -> Result<()> {
-        let dir = tempfile_dir("chart")?;
-        let path = dir.join("c.svg");
+    fn chart_is_valid_svg_with_title_and_labels() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.svg");
         let series = [
             Series {
                 name: "train".into(),
@@ -203,14 +249,13 @@ mod tests {
         for text in ["Loss", "step", "train", "test"] {
             assert!(svg.contains(text), "missing {text}");
         }
-        std::fs::remove_dir_all(dir)?;
         Ok(())
     }
 
     #[test]
-    fn log_log_chart_skips_non_positive_points() -> Result<()> {
-        let dir = tempfile_dir("loglog")?;
-        let path = dir.join("s.svg");
+    fn log_log_chart_skips_non_positive_points() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("s.svg");
         let series = [
             Series {
                 name: "steps".into(),
@@ -230,15 +275,6 @@ mod tests {
         let svg = std::fs::read_to_string(&path)?;
         assert!(svg.starts_with("<svg") && svg.contains("perfect scaling"));
         assert!(!svg.contains("~perfect"));
-        std::fs::remove_dir_all(dir)?;
         Ok(())
-    }
-
-    /// A directory of this test's own: tests run in parallel, and each
-    /// removes its directory at the end.
-    fn tempfile_dir(test: &str) -> Result<std::path::PathBuf> {
-        let dir = std::env::temp_dir().join(format!("xtask-report-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(dir)
     }
 }
