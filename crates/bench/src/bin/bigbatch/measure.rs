@@ -14,7 +14,7 @@ use bigbatch_bench::{
 use bigbatch_data::ImageClassification;
 use bigbatch_noise::{ExampleSubset, SharpnessConfig, Subspace};
 use bigbatch_noise::{FiniteDifferenceHvp, GradientOracle, NoiseScaleEstimate};
-use bigbatch_record::{InterpolationRow, NoiseScaleMeasurement, Provenance, Schema, SharpnessRow};
+use bigbatch_record::{InterpolationRow, NoiseScaleMeasurement, Schema, SharpnessRow};
 use bigbatch_spec::BatchNormPolicy;
 use candle_core::Device;
 use clap::Subcommand;
@@ -287,6 +287,35 @@ struct Loaded {
 }
 
 impl Loaded {
+    /// The record of `result`, measured on these weights and then `others`
+    /// with the flags' batch-norm policy, begun at `start`.
+    fn record(
+        &self,
+        others: &[&SavedWeights],
+        common: &EvalArgs,
+        threads: usize,
+        result: Measured,
+        start: Instant,
+    ) -> MeasurementRecord {
+        let mut weights = vec![self.weights.reference()];
+        weights.extend(others.iter().map(|w| w.reference()));
+        MeasurementRecord {
+            schema: Schema,
+            model: self.weights.info.model,
+            weights,
+            batch_norm: Some(common.batch_norm),
+            provenance: bigbatch_bench::provenance(
+                common.seed,
+                threads,
+                &device_label(&self.device),
+                self.weights.info.spec.workload,
+                &self.data,
+            ),
+            result,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        }
+    }
+
     /// The model on `set` as the flags say (statistics re-estimated on the
     /// training split).
     fn oracle<'a>(
@@ -320,16 +349,6 @@ fn load(dir: &Path, common: &EvalArgs) -> Result<Loaded> {
         data,
         device,
     })
-}
-
-fn provenance(loaded: &Loaded, common: &EvalArgs, threads: usize) -> Provenance {
-    bigbatch_bench::provenance(
-        common.seed,
-        threads,
-        &device_label(&loaded.device),
-        loaded.weights.info.spec.workload,
-        &loaded.data,
-    )
 }
 
 fn write(out: &Path, record: &MeasurementRecord) -> Result<()> {
@@ -431,15 +450,13 @@ fn interpolate(args: &InterpolateArgs, threads: usize) -> Result<()> {
         );
     }
     let figures = interpolation_figures(&args.common.out, &points)?;
-    let record = MeasurementRecord {
-        schema: Schema,
-        model: a.weights.info.model,
-        weights: vec![a.weights.reference(), b.reference()],
-        batch_norm: Some(policy),
-        provenance: provenance(&a, &args.common, threads),
-        result: Measured::Interpolation { points },
-        wall_seconds: start.elapsed().as_secs_f64(),
-    };
+    let record = a.record(
+        &[&b],
+        &args.common,
+        threads,
+        Measured::Interpolation { points },
+        start,
+    );
     write(&args.common.out, &record)?;
     for f in figures {
         tracing::info!(figure = %f.display(), "drawn");
@@ -525,15 +542,13 @@ fn sharpness(args: &SharpnessArgs, threads: usize) -> Result<()> {
             evaluations: r.evaluations,
         });
     }
-    let record = MeasurementRecord {
-        schema: Schema,
-        model: l.weights.info.model,
-        weights: vec![l.weights.reference()],
-        batch_norm: Some(args.common.batch_norm),
-        provenance: provenance(&l, &args.common, threads),
-        result: Measured::Sharpness { results },
-        wall_seconds: start.elapsed().as_secs_f64(),
-    };
+    let record = l.record(
+        &[],
+        &args.common,
+        threads,
+        Measured::Sharpness { results },
+        start,
+    );
     write(&args.common.out, &record)
 }
 
@@ -628,23 +643,18 @@ fn noise_scale(args: &NoiseScaleArgs, threads: usize) -> Result<()> {
             h.b_noise, h.eps_max, h.b_simple
         );
     }
-    let record = MeasurementRecord {
-        schema: Schema,
-        model: l.weights.info.model,
-        weights: vec![l.weights.reference()],
-        batch_norm: Some(args.common.batch_norm),
-        provenance: provenance(&l, &args.common, threads),
-        result: Measured::NoiseScale(NoiseScaleMeasurement {
-            small_batch: b,
-            big_batch: big,
-            repeats,
-            g_sq,
-            trace_sigma,
-            b_simple,
-            b_simple_interval,
-            hessian,
-        }),
-        wall_seconds: start.elapsed().as_secs_f64(),
-    };
-    write(&args.common.out, &record)
+    let result = Measured::NoiseScale(NoiseScaleMeasurement {
+        small_batch: b,
+        big_batch: big,
+        repeats,
+        g_sq,
+        trace_sigma,
+        b_simple,
+        b_simple_interval,
+        hessian,
+    });
+    write(
+        &args.common.out,
+        &l.record(&[], &args.common, threads, result, start),
+    )
 }
