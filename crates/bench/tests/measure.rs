@@ -353,6 +353,24 @@ fn bad_measurements_are_refused_before_work() -> Result<()> {
         err.contains("w1/weights.safetensors") && err.contains("no tensor `conv1."),
         "{err}"
     );
+    // A truncated weights file: named, before any work.
+    std::fs::create_dir_all(dir.join("cut"))?;
+    let bytes = std::fs::read(dir.join("w0").join(WEIGHTS_FILE))?;
+    std::fs::write(dir.join("cut").join(WEIGHTS_FILE), &bytes[..1000])?;
+    std::fs::copy(
+        dir.join("w0").join("weights.json"),
+        dir.join("cut").join("weights.json"),
+    )?;
+    let err = fails(
+        &[
+            "measure", "distance", "--from", "w0", "--to", "cut", "--out", "x.json",
+        ],
+        dir,
+    )?;
+    assert!(
+        err.contains("cut/weights.safetensors: not a readable safetensors file"),
+        "{err}"
+    );
     // A mis-shaped tensor: its name and both shapes.
     let file = dir.join("w0").join(WEIGHTS_FILE);
     let mut tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu)?;

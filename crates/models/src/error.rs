@@ -15,6 +15,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A checkpoint file that is not valid safetensors (truncated, corrupt).
+    #[error("{path}: not a readable safetensors file ({reason})")]
+    CorruptCheckpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the parser reported.
+        reason: String,
+    },
     /// A checkpoint lacks a tensor the model needs.
     #[error("{path}: checkpoint has no tensor `{name}`")]
     MissingTensor {

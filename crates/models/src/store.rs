@@ -228,14 +228,20 @@ impl VarStore {
     /// safetensors file.
     ///
     /// # Errors
-    /// [`Error::Io`] if the file cannot be read, [`Error::MissingTensor`] or
+    /// [`Error::Io`] if the file cannot be read, [`Error::CorruptCheckpoint`]
+    /// if it is not safetensors, [`Error::MissingTensor`] or
     /// [`Error::TensorShape`] naming the tensor that does not fit.
     pub fn load(&self, path: &Path) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
-        let saved = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        let saved = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+            Error::CorruptCheckpoint {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
         let vars = self.lock();
         for (name, var) in vars.iter() {
             let t = saved.get(name).ok_or_else(|| Error::MissingTensor {
