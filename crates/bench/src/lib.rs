@@ -30,10 +30,11 @@ pub use measure::{
 };
 pub use record::{device_label, git_revision, provenance};
 pub use sweep::{
-    SweepDir, SweepProgress, run_sweep, run_trial, slurm_script, stale_reason, summarize,
+    SweepDir, SweepProgress, previous_eval, run_plan, run_sweep, run_trial, slurm_script,
+    stale_reason, summarize,
 };
 pub use train::{
     CANDLE_SPIN_LIMIT, Checkpointing, Observer, Outcome, batch_norm, decide_after_eval,
-    decide_after_step, evaluate, on_pool, quiet_candle_pool, train, train_resumable,
+    decide_after_step, evaluate, on_pool, quiet_candle_pool, train, train_resumable, train_until,
 };
 pub use workload::{Data, Model, WorkloadExt, build_model};

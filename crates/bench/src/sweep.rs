@@ -21,7 +21,12 @@ use bigbatch_record::{
 use bigbatch_spec::{RunSpec, SweepPlan};
 use candle_core::Device;
 
-use crate::{Checkpointing, Error, Observer, Result, WorkloadExt, batch_norm, train_resumable};
+use std::collections::BTreeMap;
+
+use bigbatch_record::SeedRun;
+use bigbatch_spec::SearchSpace;
+
+use crate::{Checkpointing, Error, Observer, Result, WorkloadExt, batch_norm, train_until};
 
 /// Runs one trial on `data_dir` and returns its result (the caller writes it),
 /// checkpointing as `checkpointing` says and resuming from its checkpoint if
@@ -36,6 +41,7 @@ pub fn run_trial(
     threads: usize,
     observer: &mut dyn Observer,
     checkpointing: Option<&Checkpointing>,
+    stop_after: Option<u64>,
 ) -> Result<TrialResult> {
     let data = spec.workload.load_data(data_dir)?;
     let model = crate::build_model(
@@ -44,7 +50,15 @@ pub fn run_trial(
         batch_norm(&spec.train),
         device,
     )?;
-    let outcome = train_resumable(&model, &data, &spec.train, device, observer, checkpointing)?;
+    let outcome = train_until(
+        &model,
+        &data,
+        &spec.train,
+        device,
+        observer,
+        checkpointing,
+        stop_after,
+    )?;
     let provenance = crate::provenance(
         spec.train.seed,
         threads,
@@ -368,6 +382,12 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
                     examples: steps * b as u64,
                     optimizer: r.spec.train.optimizer.clone(),
                     schedule: r.spec.train.schedule.clone(),
+                    previous_eval: previous_eval(&r.record.curve, steps),
+                    test_accuracy: r
+                        .spec
+                        .train
+                        .validation_examples
+                        .and(r.record.final_eval().and_then(|p| p.test_accuracy)),
                 });
             BatchSizeSummary {
                 batch_size: b,
@@ -380,7 +400,15 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
                     .iter()
                     .filter(|r| matches!(r.record.status, Status::Diverged { .. }))
                     .count(),
+                pruned: of_b
+                    .iter()
+                    .filter(|r| matches!(r.record.status, Status::Pruned { .. }))
+                    .count(),
                 best,
+                rounds: 1,
+                search: None,
+                edges: Vec::new(),
+                seeds: Vec::new(),
             }
         })
         .collect();
@@ -411,4 +439,215 @@ pub fn summarize(plan: &SweepPlan, ids: &[String], dir: &SweepDir) -> Result<Swe
         pareto,
         provenance: results.first().map(|r| r.record.provenance.clone()),
     })
+}
+
+/// The step of the evaluation before the one at `step` in `curve` (0 if
+/// there is none): steps to target lie in `(previous_eval, step]`.
+pub fn previous_eval(curve: &[bigbatch_spec::EvalPoint], step: u64) -> u64 {
+    curve
+        .iter()
+        .take_while(|p| p.step < step)
+        .last()
+        .map_or(0, |p| p.step)
+}
+
+/// How good a trial is, for choosing the point a refinement round centres
+/// on (smaller is better): trials that met the target by their steps, then
+/// those that did not by the best metric value they reached. `None` for a
+/// trial with no evaluation.
+fn rank(result: &TrialResult) -> Option<(u8, f64)> {
+    if let Some(steps) = result.record.steps_to_target {
+        return Some((0, steps as f64));
+    }
+    let target = result.spec.train.target?;
+    let sign = if target.metric.higher_is_better() {
+        -1.0
+    } else {
+        1.0
+    };
+    result
+        .record
+        .curve
+        .iter()
+        .filter_map(|p| target.metric.value(p))
+        .map(|v| sign * v)
+        .min_by(f64::total_cmp)
+        .map(|v| (1, v))
+}
+
+/// The best of `results` at batch size `b` by [`rank`].
+fn best_at(results: &[TrialResult], b: usize) -> Option<&TrialResult> {
+    results
+        .iter()
+        .filter(|r| r.spec.train.batch_size == b)
+        .filter_map(|r| rank(r).map(|k| (k, r)))
+        .min_by(|(x, _), (y, _)| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)))
+        .map(|(_, r)| r)
+}
+
+/// The fewest steps to target among the results present for `ids` at batch
+/// size `b`: where [`SweepPlan::prune`] stops the next trial there.
+fn best_steps(dir: &SweepDir, specs: &[RunSpec], b: usize) -> Result<Option<u64>> {
+    let mut best = None;
+    for spec in specs.iter().filter(|s| s.train.batch_size == b) {
+        let path = dir.result(&spec.id());
+        if path.exists() {
+            let r: TrialResult = read_json(&path)?;
+            if let Some(steps) = r.record.steps_to_target {
+                best = Some(best.map_or(steps, |b: u64| b.min(steps)));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Runs a whole [`SweepPlan`] in `dir` and summarises it: the first round
+/// of trials; refinement rounds where a batch size's best sits at an edge
+/// of its search range ([`SweepPlan::refine`]); the best trial of each
+/// batch size again with every seed of [`SweepPlan::seeds`]. Trials are
+/// child processes made by `command(id, stop_after)` (at most `jobs` at a
+/// time), pruned when [`SweepPlan::prune`] says; results already present
+/// under the same identity (`current`) are reused, others are moved to
+/// `stale/` and rerun.
+///
+/// # Errors
+/// An invalid plan, I/O errors, unreadable results.
+pub fn run_plan(
+    plan: &SweepPlan,
+    dir: &SweepDir,
+    train_len: usize,
+    current: &Provenance,
+    jobs: usize,
+    mut command: impl FnMut(&str, Option<u64>) -> Command,
+) -> Result<(SweepSummary, SweepProgress)> {
+    let mut progress = SweepProgress::default();
+    let mut all: Vec<RunSpec> = Vec::new();
+    let mut round = plan.trials(train_len)?;
+    let mut spaces: BTreeMap<usize, (SearchSpace, usize)> = plan
+        .batch_sizes_for(train_len)
+        .into_iter()
+        .map(|b| (b, (plan.search.clone(), 1)))
+        .collect();
+    let margin = plan.refine.map_or(0.1, |r| r.margin);
+    let mut run_round = |all: &mut Vec<RunSpec>, trials: Vec<RunSpec>, prune: bool| {
+        all.extend(trials.iter().cloned());
+        dir.prepare(plan, all)?;
+        for (id, reason) in dir.retire_stale(&trials, current)? {
+            tracing::info!(
+                trial = id,
+                "rerunning ({reason}); the old result is in stale/"
+            );
+        }
+        let ids: Vec<String> = trials.iter().map(RunSpec::id).collect();
+        let by_id: BTreeMap<String, usize> = trials
+            .iter()
+            .map(|t| (t.id(), t.train.batch_size))
+            .collect();
+        let snapshot = all.clone();
+        let mut failed = None;
+        let p = run_sweep(dir, &ids, jobs, |id| {
+            let cap = if prune {
+                let b = by_id.get(id).copied().unwrap_or(0);
+                best_steps(dir, &snapshot, b).unwrap_or_else(|e| {
+                    failed.get_or_insert(e);
+                    None
+                })
+            } else {
+                None
+            };
+            command(id, cap)
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        progress.skipped += p.skipped;
+        progress.finished += p.finished;
+        progress.failed += p.failed;
+        Result::Ok(())
+    };
+    run_round(&mut all, std::mem::take(&mut round), plan.prune)?;
+    if let Some(refine) = plan.refine {
+        for r in 1..=refine.rounds {
+            let results = dir.results(&all.iter().map(RunSpec::id).collect::<Vec<_>>())?;
+            let mut next = Vec::new();
+            for (&b, (space, rounds)) in &mut spaces {
+                let Some(best) = best_at(&results, b) else {
+                    continue;
+                };
+                let edges = space.edges(&best.spec.train, margin);
+                if edges.is_empty() {
+                    continue;
+                }
+                tracing::info!(
+                    batch_size = b,
+                    round = r,
+                    ?edges,
+                    "best at a search edge: refining"
+                );
+                *space = space.recentred(&best.spec.train, &edges);
+                *rounds += 1;
+                next.extend(plan.trials_at(
+                    b,
+                    space,
+                    refine.trials,
+                    plan.search_seed.wrapping_add(r as u64),
+                    train_len,
+                )?);
+            }
+            if next.is_empty() {
+                break;
+            }
+            run_round(&mut all, next, plan.prune)?;
+        }
+    }
+    let ids: Vec<String> = all.iter().map(RunSpec::id).collect();
+    let mut summary = summarize(plan, &ids, dir)?;
+    let mut seeded = Vec::new();
+    for s in &summary.batch_sizes {
+        let Some(best) = &s.best else { continue };
+        let Some(spec) = all.iter().find(|t| t.id() == best.id) else {
+            continue;
+        };
+        for &seed in plan.seeds.iter().filter(|&&seed| seed != spec.train.seed) {
+            let mut again = spec.clone();
+            again.train.seed = seed;
+            seeded.push(again);
+        }
+    }
+    if !seeded.is_empty() {
+        run_round(&mut all, seeded.clone(), false)?;
+    }
+    for s in &mut summary.batch_sizes {
+        if let Some((space, rounds)) = spaces.get(&s.batch_size) {
+            s.rounds = *rounds;
+            s.search = (plan.refine.is_some()).then(|| space.clone());
+            let best_spec = s
+                .best
+                .as_ref()
+                .and_then(|b| all.iter().find(|t| t.id() == b.id));
+            s.edges = best_spec.map_or_else(Vec::new, |t| space.edges(&t.train, margin));
+        }
+        let best_id = s.best.as_ref().map(|b| b.id.clone());
+        let Some(best_spec) = best_id.and_then(|id| all.iter().find(|t| t.id() == id)) else {
+            continue;
+        };
+        for again in seeded.iter().filter(|t| {
+            let mut same = (*t).clone();
+            same.train.seed = best_spec.train.seed;
+            same == *best_spec
+        }) {
+            let path = dir.result(&again.id());
+            let steps = if path.exists() {
+                read_json::<TrialResult>(&path)?.record.steps_to_target
+            } else {
+                None
+            };
+            s.seeds.push(SeedRun {
+                seed: again.train.seed,
+                steps,
+            });
+        }
+    }
+    summary.trials_planned = ids.len();
+    Ok((summary, progress))
 }

@@ -1,5 +1,6 @@
 //! The one training loop: every experiment in bigbatch runs through [`train`].
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -168,6 +169,25 @@ pub fn train_resumable(
     observer: &mut dyn Observer,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<Outcome> {
+    train_until(model, data, cfg, device, observer, checkpointing, None)
+}
+
+/// [`train_resumable`], stopped early with [`Status::Pruned`] after step
+/// `stop_after` if the target is not met by then. The schedule and every
+/// step before it are those of the full run: a sweep prunes a trial that can
+/// no longer beat its batch size's best this way.
+///
+/// # Errors
+/// As [`train_resumable`].
+pub fn train_until(
+    model: &Model,
+    data: &Data,
+    cfg: &TrainConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+    checkpointing: Option<&Checkpointing>,
+    stop_after: Option<u64>,
+) -> Result<Outcome> {
     check(model, data, cfg, checkpointing)?;
     let mut run = Run::new(model, data, cfg, device, checkpointing)?;
     observer.started(run.total_steps);
@@ -175,7 +195,7 @@ pub fn train_resumable(
     let mut epoch = run.state.step / steps_per_epoch;
     let mut skip = (run.state.step % steps_per_epoch) as usize;
     loop {
-        let batches = Batches::shuffled(data.train.len(), cfg.batch_size, cfg.seed, epoch, true);
+        let batches = Batches::shuffled(run.train.len(), cfg.batch_size, cfg.seed, epoch, true);
         for indices in batches.skip(std::mem::take(&mut skip)) {
             let step = run.state.step + 1;
             let gradients = run.gradients(&indices)?;
@@ -185,8 +205,8 @@ pub fn train_resumable(
             }
             let noise = run.update(step, gradients)?;
             observer.stepped(step, run.last_loss);
-            let evaluation = if step.is_multiple_of(cfg.eval_every_steps) || step == run.total_steps
-            {
+            let evaluation = if step == run.next_eval || step == run.total_steps {
+                run.next_eval = cfg.next_eval(step);
                 let point = run.evaluate(step, noise)?;
                 observer.evaluated(&point);
                 Some(point)
@@ -195,7 +215,11 @@ pub fn train_resumable(
             };
             if let Some(status) = decide_after_eval(cfg, step, run.total_steps, evaluation.as_ref())
             {
+                run.test_at_the_end()?;
                 return Ok(run.finish(status));
+            }
+            if stop_after.is_some_and(|cap| step >= cap) {
+                return Ok(run.finish(Status::Pruned { step }));
             }
             run.checkpoint(step)?;
         }
@@ -273,10 +297,20 @@ struct Gradients {
     micro: Vec<(usize, Tree)>,
 }
 
+/// The seed of the validation split: one split of a data set for every run,
+/// whatever the run's own seed.
+pub const VALIDATION_SEED: u64 = 0;
+
 /// A run in progress: what the loop's parts share.
 struct Run<'a> {
     model: &'a Model,
     data: &'a Data,
+    /// The examples trained on: `data.train` less the validation split.
+    train: Cow<'a, ImageClassification>,
+    /// The validation split held out of `data.train`, if the run has one.
+    validation: Option<ImageClassification>,
+    /// The step of the next evaluation ([`TrainConfig::next_eval`]).
+    next_eval: u64,
     cfg: &'a TrainConfig,
     device: &'a Device,
     checkpointing: Option<&'a Checkpointing>,
@@ -302,15 +336,26 @@ impl<'a> Run<'a> {
     ) -> Result<Self> {
         let params = model.params();
         let horizon = cfg.horizon(data.train.len());
+        let (train, validation) = match cfg.validation_examples {
+            Some(n) => {
+                let (train, validation) = data.train.stratified_split(n, VALIDATION_SEED)?;
+                (Cow::Owned(train), Some(validation))
+            }
+            None => (Cow::Borrowed(&data.train), None),
+        };
         let mut optimizer = cfg.optimizer.build(&params, &cfg.schedule, &horizon)?;
         let mut state = LoopState::new(cfg, NoiseScaleTracker::new(NoiseScaleConfig::default())?);
         if let Some(c) = checkpointing.filter(|c| c.path.exists()) {
             state = checkpoint::load(&c.path, cfg, model, &mut optimizer)?;
             tracing::info!(step = state.step, path = %c.path.display(), "resuming from checkpoint");
         }
+        let next_eval = cfg.first_eval_after(state.step);
         Ok(Self {
             model,
             data,
+            train,
+            validation,
+            next_eval,
             cfg,
             device,
             checkpointing,
@@ -329,6 +374,7 @@ impl<'a> Run<'a> {
     /// averaged by size ([`Accumulator`]); stops at a non-finite loss.
     fn gradients(&mut self, indices: &[usize]) -> Result<Gradients> {
         let (model, data, cfg, device) = (self.model, self.data, self.cfg, self.device);
+        let train = &*self.train;
         let micro = cfg.micro_batch_size.unwrap_or(cfg.batch_size);
         let (params, batch) = (&self.params, &mut self.batch);
         let mut accumulator = Accumulator::new();
@@ -336,7 +382,7 @@ impl<'a> Run<'a> {
         let mut loss_value = 0.0;
         on_pool(|| -> Result<()> {
             for chunk in indices.chunks(micro) {
-                let (xs, ys) = batch.load(&data.train, chunk, &data.normalization, device)?;
+                let (xs, ys) = batch.load(train, chunk, &data.normalization, device)?;
                 let logits = model.net.forward(&xs, true)?;
                 let loss =
                     bigbatch_optim::softmax_cross_entropy(&logits, &ys, cfg.label_smoothing)?;
@@ -381,29 +427,58 @@ impl<'a> Run<'a> {
         Ok(Some(n))
     }
 
-    /// Evaluates on the test split after `step` and appends the point to the curve.
+    /// Evaluates after `step` on the validation split if the run has one,
+    /// else on the test split, and appends the point to the curve.
     fn evaluate(&mut self, step: u64, noise: Option<NoiseScaleStep>) -> Result<EvalPoint> {
         let data = self.data;
-        let (test_loss, test_accuracy) = evaluate(
-            self.model,
-            &data.test,
-            &data.normalization,
-            self.cfg.eval_batch_size,
-            self.device,
-        )?;
+        let on = |set| {
+            evaluate(
+                self.model,
+                set,
+                &data.normalization,
+                self.cfg.eval_batch_size,
+                self.device,
+            )
+        };
+        let (validation, test) = match &self.validation {
+            Some(v) => (Some(on(v)?), None),
+            None => (None, Some(on(&data.test)?)),
+        };
         let point = EvalPoint {
             step,
             epoch: step as f64 / self.steps_per_epoch as f64,
             examples: step * self.cfg.batch_size as u64,
             train_loss: self.state.loss_sum / self.state.loss_count.max(1) as f64,
-            test_loss,
-            test_accuracy,
+            test_loss: test.map(|t| t.0),
+            test_accuracy: test.map(|t| t.1),
+            validation_loss: validation.map(|v| v.0),
+            validation_accuracy: validation.map(|v| v.1),
             b_simple: noise.map(|n| n.raw.b_simple),
             b_simple_smoothed: noise.map(|n| n.smoothed.b_simple),
         };
         self.state.curve.push(point.clone());
         (self.state.loss_sum, self.state.loss_count) = (0.0, 0);
         Ok(point)
+    }
+
+    /// With a validation split, measures the test split once, at the
+    /// evaluation that ends the run (the curve's last point).
+    fn test_at_the_end(&mut self) -> Result<()> {
+        if self.validation.is_none() {
+            return Ok(());
+        }
+        let (loss, accuracy) = evaluate(
+            self.model,
+            &self.data.test,
+            &self.data.normalization,
+            self.cfg.eval_batch_size,
+            self.device,
+        )?;
+        if let Some(last) = self.state.curve.last_mut() {
+            last.test_loss = Some(loss);
+            last.test_accuracy = Some(accuracy);
+        }
+        Ok(())
     }
 
     /// Saves a checkpoint if one is due after `step`.
@@ -522,8 +597,10 @@ mod tests {
                     epoch: 0.0,
                     examples: 0,
                     train_loss: loss,
-                    test_loss: loss,
-                    test_accuracy: accuracy(step),
+                    test_loss: Some(loss),
+                    test_accuracy: Some(accuracy(step)),
+                    validation_loss: None,
+                    validation_accuracy: None,
                     b_simple: None,
                     b_simple_smoothed: None,
                 });

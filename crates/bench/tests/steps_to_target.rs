@@ -67,8 +67,10 @@ fn point(step: u64, test_accuracy: f64) -> EvalPoint {
         epoch: 0.0,
         examples: step * 8,
         train_loss: 1.0,
-        test_loss: 1.0,
-        test_accuracy,
+        test_loss: Some(1.0),
+        test_accuracy: Some(test_accuracy),
+        validation_loss: None,
+        validation_accuracy: None,
         b_simple: None,
         b_simple_smoothed: None,
     }
@@ -269,7 +271,7 @@ fn every_workload_loads_its_dataset_and_trains() -> Result<()> {
         );
         let last = out.curve.last().context("no evaluation")?;
         assert!(
-            last.train_loss.is_finite() && last.test_loss.is_finite(),
+            last.train_loss.is_finite() && last.test_loss.is_some_and(f64::is_finite),
             "{kind:?}"
         );
     }
@@ -505,10 +507,15 @@ fn tiny_plan() -> SweepPlan {
             threshold: 0.0,
         },
         evals_per_trial: 2,
+        eval_growth: None,
+        validation_examples: None,
         eval_batch_size: 20,
         micro_batch_size: None,
         ghost_batch_size: None,
         checkpoint_every_steps: Some(1),
+        prune: false,
+        refine: None,
+        seeds: Vec::new(),
     }
 }
 

@@ -42,7 +42,7 @@ pub use measure::{
 pub use provenance::{DataUsed, FileDigest, Provenance};
 pub use run::{RunRecord, Status};
 pub use schema::{SCHEMA_VERSION, Schema};
-pub use sweep::{BatchSizeSummary, BestTrial, SweepSummary, TrialResult};
+pub use sweep::{BatchSizeSummary, BestTrial, SeedRun, SweepSummary, TrialResult};
 pub use weights::{
     InterpolationRow, LayerDistance, Measured, MeasurementRecord, NoiseScaleMeasurement,
     SharpnessRow, WeightDistance, WeightsInfo, WeightsRef,

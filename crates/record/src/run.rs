@@ -58,4 +58,11 @@ pub enum Status {
         /// The step whose loss was not finite.
         step: u64,
     },
+    /// Stopped at `step` without meeting the target: the best trial of its
+    /// batch size had met it by then, so this one could no longer be the
+    /// best (a sweep's pruning, [`SweepPlan::prune`](bigbatch_spec::SweepPlan::prune)).
+    Pruned {
+        /// The step it stopped at.
+        step: u64,
+    },
 }

@@ -1,6 +1,6 @@
 //! What sweeps write: one result per trial, one summary per sweep.
 
-use bigbatch_spec::{OptimizerSpec, RunSpec, ScheduleSpec, SweepPlan};
+use bigbatch_spec::{Edge, OptimizerSpec, RunSpec, ScheduleSpec, SearchSpace, SweepPlan};
 use serde::{Deserialize, Serialize};
 
 use crate::{ParetoBootstrap, Provenance, RunRecord, Schema};
@@ -29,8 +29,38 @@ pub struct BatchSizeSummary {
     pub reached: usize,
     /// Trials that diverged.
     pub diverged: usize,
+    /// Trials stopped once they could no longer be the best.
+    #[serde(default)]
+    pub pruned: usize,
     /// The trial with the fewest steps to target, if any reached it.
     pub best: Option<BestTrial>,
+    /// Search rounds run at this batch size (1 without refinement).
+    #[serde(default = "one")]
+    pub rounds: usize,
+    /// The search space of the last round (the plan's, or one recentred on
+    /// an earlier best).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpace>,
+    /// Where the best trial still sits at an edge of that space after every
+    /// round: the true best may lie outside what was searched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<Edge>,
+    /// The best trial's configuration run again with other seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedRun>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The best trial of a batch size run with another seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedRun {
+    /// The seed (initialisation and data order).
+    pub seed: u64,
+    /// Its steps to target, if it met the target within the budget.
+    pub steps: Option<u64>,
 }
 
 /// The best trial of a batch size.
@@ -47,6 +77,15 @@ pub struct BestTrial {
     /// Its learning-rate schedule.
     #[serde(default)]
     pub schedule: ScheduleSpec,
+    /// The evaluation before the one that met the target (0: none): the
+    /// target was first met somewhere in `(previous_eval, steps]`, the
+    /// resolution of `steps`.
+    #[serde(default)]
+    pub previous_eval: u64,
+    /// Its test accuracy at the end, when targets are measured on a
+    /// validation split (the test split is measured once, at the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
 }
 
 /// A sweep's results: best trial per batch size, and the `S_min`/`E_min`/`B_crit`

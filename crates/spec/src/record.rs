@@ -13,10 +13,21 @@ pub struct EvalPoint {
     pub examples: u64,
     /// Mean training loss over the steps since the previous evaluation.
     pub train_loss: f64,
-    /// Mean loss on the evaluation set.
-    pub test_loss: f64,
-    /// Accuracy on the evaluation set, in `[0, 1]`.
-    pub test_accuracy: f64,
+    /// Mean loss on the test split: at every evaluation, or with a
+    /// validation split ([`TrainConfig::validation_examples`](crate::TrainConfig::validation_examples))
+    /// only at the evaluation that ends the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    /// Accuracy on the test split, in `[0, 1]` (when `test_loss` is measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Mean loss on the validation split held out of the training set, when
+    /// the run has one (at every evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
+    /// Accuracy on the validation split, in `[0, 1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_accuracy: Option<f64>,
     /// This step's raw simple noise scale `B_simple`, when tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b_simple: Option<f64>,

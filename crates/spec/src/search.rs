@@ -179,6 +179,86 @@ impl Param {
     }
 }
 
+impl Param {
+    /// The field's value in `cfg`, as the search sees it (for the
+    /// `OneMinus…` params, `1 − value`); `None` where the spec has no such
+    /// field or leaves it unset.
+    pub fn get(self, cfg: &TrainConfig) -> Option<f64> {
+        let opt = &cfg.optimizer;
+        let hyper = |name: &str| {
+            opt.method
+                .hyperparameters()
+                .into_iter()
+                .find_map(|(n, v)| match v {
+                    Value::Number(x) if n == name => Some(x),
+                    _ => None,
+                })
+        };
+        let mut schedule = cfg.schedule.clone();
+        match self {
+            Param::LearningRate => Some(opt.learning_rate),
+            Param::OneMinusMomentum => hyper("momentum").map(|m| 1.0 - m),
+            Param::OneMinusB1 => hyper("b1").map(|b| 1.0 - b),
+            Param::OneMinusB2 => hyper("b2").map(|b| 1.0 - b),
+            Param::Eps => hyper("eps"),
+            Param::WeightDecay => Some(opt.weight_decay),
+            Param::TrustRatioLower => opt.trust_ratio.and_then(|t| t.bounds).map(|b| b[0]),
+            Param::TrustRatioUpper => opt.trust_ratio.and_then(|t| t.bounds).map(|b| b[1]),
+            Param::WarmupEpochs => match cfg.schedule.warmup {
+                Some(Length::Epochs(e)) => Some(e),
+                _ => None,
+            },
+            Param::DecayPower => match cfg.schedule.decay {
+                crate::Decay::Polynomial { power, .. } => Some(power),
+                _ => None,
+            },
+            Param::FinalFraction => schedule.decay.final_fraction_mut().map(|f| *f),
+            Param::DecayFraction => match schedule.decay.length_mut() {
+                Some(Some(Length::Fraction(f))) => Some(*f),
+                _ => None,
+            },
+            Param::LabelSmoothing => Some(cfg.label_smoothing),
+        }
+    }
+
+    /// The values the field can take at all, `[low, high]`: a search range
+    /// moved towards a better point never crosses them.
+    pub fn domain(self) -> (f64, f64) {
+        match self {
+            Param::OneMinusMomentum
+            | Param::OneMinusB1
+            | Param::OneMinusB2
+            | Param::FinalFraction
+            | Param::DecayFraction => (0.0, 1.0),
+            Param::LabelSmoothing => (0.0, 0.5),
+            _ => (0.0, f64::INFINITY),
+        }
+    }
+}
+
+/// Which end of a search range a point sits at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// Near `low`.
+    Low,
+    /// Near `high`.
+    High,
+}
+
+/// A searched field whose best value sits at an end of its range: the best
+/// may lie beyond it, so the range should move (Shallue et al. 2019, §3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// The field.
+    pub param: Param,
+    /// Which end.
+    pub side: Side,
+    /// The best value's position in the range, in `[0, 1]`.
+    pub position: f64,
+}
+
 /// How a dimension's unit interval maps onto its range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -239,6 +319,48 @@ impl Dimension {
         match self.scale {
             Scale::Log => (value / self.low).ln() / (self.high / self.low).ln(),
             Scale::Linear => (value - self.low) / (self.high - self.low),
+        }
+    }
+
+    /// The range moved to centre on `value` at the same width (in the
+    /// dimension's scale), shifted back inside [`Param::domain`] where it
+    /// would cross it.
+    pub fn recentred(&self, value: f64) -> Dimension {
+        let (lo, hi) = self.param.domain();
+        let (low, high) = match self.scale {
+            Scale::Log => {
+                let half = (self.high / self.low).sqrt();
+                let (mut low, mut high) = (value / half, value * half);
+                if high > hi {
+                    (low, high) = (hi / (half * half), hi);
+                }
+                if low <= lo {
+                    (low, high) = (self.low, self.high);
+                }
+                (low, high)
+            }
+            Scale::Linear => {
+                let half = (self.high - self.low) / 2.0;
+                let (mut low, mut high) = (value - half, value + half);
+                if high > hi {
+                    (low, high) = (hi - 2.0 * half, hi);
+                }
+                if low < lo {
+                    (low, high) = (lo, (lo + 2.0 * half).min(hi));
+                }
+                (low, high)
+            }
+        };
+        Dimension { low, high, ..*self }
+    }
+
+    /// Whether the range can move past `side` at all (it does not already
+    /// end at the field's domain limit there).
+    fn can_move(&self, side: Side) -> bool {
+        let (lo, hi) = self.param.domain();
+        match side {
+            Side::Low => self.low > lo && (self.scale == Scale::Linear || self.low > 0.0),
+            Side::High => self.high < hi,
         }
     }
 
@@ -322,6 +444,45 @@ impl SearchSpace {
         Ok(())
     }
 
+    /// The dimensions whose value in `best` lies within `margin` (a fraction
+    /// of the range in the dimension's scale) of an end the range could move
+    /// past: where a better point may lie outside the search.
+    pub fn edges(&self, best: &TrainConfig, margin: f64) -> Vec<Edge> {
+        self.dimensions
+            .iter()
+            .filter_map(|d| {
+                let position = d.position(d.param.get(best)?);
+                let side = if position < margin {
+                    Side::Low
+                } else if position > 1.0 - margin {
+                    Side::High
+                } else {
+                    return None;
+                };
+                d.can_move(side).then_some(Edge {
+                    param: d.param,
+                    side,
+                    position,
+                })
+            })
+            .collect()
+    }
+
+    /// The space with every dimension in `edges` recentred on its value in
+    /// `best` ([`Dimension::recentred`]); the others unchanged.
+    pub fn recentred(&self, best: &TrainConfig, edges: &[Edge]) -> SearchSpace {
+        SearchSpace {
+            dimensions: self
+                .dimensions
+                .iter()
+                .map(|d| match d.param.get(best) {
+                    Some(v) if edges.iter().any(|e| e.param == d.param) => d.recentred(v),
+                    _ => *d,
+                })
+                .collect(),
+        }
+    }
+
     /// The first `n` quasi-random points (Halton indices `1..=n`, rotated by
     /// `seed`), each `base` with the point's values set. Reproducible from `seed`.
     ///
@@ -394,6 +555,73 @@ mod tests {
             assert_eq!(final_fraction, 1e-3 * 100f64.powf(u[2]));
             assert_eq!(length, Some(Length::Fraction(0.5 + 0.5 * u[3])));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn get_reads_back_what_apply_set() -> Result<()> {
+        let mut cfg = momentum();
+        cfg.schedule = ScheduleSpec::new(
+            None,
+            Decay::Linear {
+                final_fraction: 0.0,
+                length: None,
+            },
+        );
+        for (param, x) in [
+            (Param::LearningRate, 0.3),
+            (Param::OneMinusMomentum, 0.05),
+            (Param::FinalFraction, 0.01),
+            (Param::DecayFraction, 0.75),
+            (Param::WeightDecay, 1e-4),
+        ] {
+            param.apply(&mut cfg, x)?;
+            let got = param.get(&cfg).ok_or(Error::NotApplicable {
+                field: param.path().into(),
+                owner: String::new(),
+                valid: String::new(),
+            })?;
+            assert!((got - x).abs() < 1e-15, "{param:?}: {got} != {x}");
+        }
+        assert_eq!(Param::OneMinusB2.get(&cfg), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_best_point_near_an_end_is_an_edge_and_recentring_moves_the_range() -> Result<()> {
+        let space = SearchSpace {
+            dimensions: vec![
+                Dimension::log(Param::LearningRate, 1e-2, 1.0),
+                Dimension::log(Param::OneMinusMomentum, 1e-2, 1.0),
+            ],
+        };
+        let mut best = momentum();
+        Param::LearningRate.apply(&mut best, 0.9)?; // position 0.977: high end
+        Param::OneMinusMomentum.apply(&mut best, 0.1)?; // position 0.5: inside
+        let edges = space.edges(&best, 0.1);
+        assert_eq!(edges.len(), 1);
+        assert_eq!(
+            (edges[0].param, edges[0].side),
+            (Param::LearningRate, Side::High)
+        );
+        let moved = space.recentred(&best, &edges);
+        let lr = moved.dimensions[0];
+        // Same width (a factor 100), centred on 0.9 in log scale.
+        assert!((lr.low - 0.09).abs() < 1e-12 && (lr.high - 9.0).abs() < 1e-12);
+        assert_eq!(moved.dimensions[1], space.dimensions[1]);
+        assert!(moved.edges(&best, 0.1).is_empty());
+        // 1 − momentum at its domain limit 1 (momentum 0) cannot move up:
+        // no edge there, and a recentred range stays inside (0, 1].
+        Param::OneMinusMomentum.apply(&mut best, 0.99)?;
+        assert!(
+            space
+                .edges(&best, 0.1)
+                .iter()
+                .all(|e| e.param != Param::OneMinusMomentum)
+        );
+        let near_one = Dimension::log(Param::OneMinusMomentum, 1e-2, 0.5).recentred(0.45);
+        assert_eq!(near_one.high, 1.0);
+        assert!((near_one.low - 0.02).abs() < 1e-12);
         Ok(())
     }
 

@@ -133,8 +133,19 @@ pub struct SweepPlan {
     pub budget: StepBudget,
     /// The target that ends a trial.
     pub target: Target,
-    /// Evaluations per trial (the resolution of steps-to-target).
+    /// Evaluations per trial at a fixed cadence (the resolution of
+    /// steps-to-target); with `eval_growth`, the cadence's longest gap is
+    /// the budget over this.
     pub evals_per_trial: u64,
+    /// Evaluate at geometrically growing steps ([`TrainConfig::eval_growth`]),
+    /// so that steps to target have the same relative resolution at every
+    /// batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_growth: Option<f64>,
+    /// Validation examples held out of the training set
+    /// ([`TrainConfig::validation_examples`]); the target is then measured on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_examples: Option<usize>,
     /// Examples per evaluation forward pass.
     pub eval_batch_size: usize,
     /// Largest micro-batch (gradient accumulation), if any.
@@ -148,6 +159,36 @@ pub struct SweepPlan {
     /// `checkpoints/<id>.safetensors`), so a killed trial resumes mid-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<u64>,
+    /// Stop a trial at the best steps to target its batch size has reached
+    /// so far: past it the trial can no longer be the best, so the best per
+    /// batch size (steps to result) is unchanged and the compute is saved.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prune: bool,
+    /// Refinement: where a batch size's best trial sits at an edge of the
+    /// search range, run more trials there with the range recentred on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<Refine>,
+    /// The best trial of every batch size is run again with each of these
+    /// seeds (initialisation and data order), to show the spread.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+}
+
+/// Refinement rounds of a [`SweepPlan`]'s search.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refine {
+    /// At most this many rounds after the first.
+    pub rounds: usize,
+    /// Trials per batch size in each round.
+    pub trials: usize,
+    /// A best value within this fraction of its range's width (in the
+    /// dimension's scale) of an end is at the edge ([`SearchSpace::edges`]).
+    pub margin: f64,
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -159,6 +200,63 @@ fn is_default<T: Default + PartialEq>(x: &T) -> bool {
 }
 
 impl SweepPlan {
+    /// The planned batch sizes a training set of `train_len` can fill (less
+    /// any validation split).
+    pub fn batch_sizes_for(&self, train_len: usize) -> Vec<usize> {
+        let fit = self.base(1).fit_len(train_len);
+        self.batch_sizes
+            .iter()
+            .copied()
+            .filter(|&b| b <= fit)
+            .collect()
+    }
+
+    /// The configuration every trial of batch size `b` starts from: its step
+    /// budget, evaluation cadence (`evals_per_trial` evaluations at a fixed
+    /// cadence, or `eval_growth` with gaps of at most a tenth of the
+    /// budget), target and the plan's options.
+    pub fn base(&self, b: usize) -> TrainConfig {
+        let steps = self.budget.steps(b);
+        let mut base = TrainConfig::new(b, Budget::Steps(steps), self.optimizer.clone());
+        base.schedule = self.schedule.clone();
+        base.label_smoothing = self.label_smoothing;
+        base.seed = self.seed;
+        base.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
+        base.eval_growth = self.eval_growth;
+        base.validation_examples = self.validation_examples;
+        base.eval_batch_size = self.eval_batch_size;
+        base.target = Some(self.target);
+        base.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
+        base.ghost_batch_size = self.ghost_batch_size.filter(|&g| g < b);
+        base
+    }
+
+    /// `n` trials of batch size `b` from `space` (Halton points rotated by
+    /// `seed`), validated for a training set of `train_len`.
+    ///
+    /// # Errors
+    /// An invalid base configuration or search space, naming the field.
+    pub fn trials_at(
+        &self,
+        b: usize,
+        space: &SearchSpace,
+        n: usize,
+        seed: u64,
+        train_len: usize,
+    ) -> Result<Vec<RunSpec>> {
+        space
+            .points(&self.base(b), n, seed)?
+            .into_iter()
+            .map(|p| {
+                p.config.validate_for(train_len)?;
+                Ok(RunSpec {
+                    search_index: Some(p.index),
+                    ..RunSpec::new(self.workload, p.config)
+                })
+            })
+            .collect()
+    }
+
     /// The trials, batch size by batch size, for a training set of `train_len`.
     ///
     /// # Errors
@@ -166,27 +264,14 @@ impl SweepPlan {
     /// no batch size that fits the training set.
     pub fn trials(&self, train_len: usize) -> Result<Vec<RunSpec>> {
         let mut trials = Vec::new();
-        for &b in self.batch_sizes.iter().filter(|&&b| b <= train_len) {
-            let steps = self.budget.steps(b);
-            let mut base = TrainConfig::new(b, Budget::Steps(steps), self.optimizer.clone());
-            base.schedule = self.schedule.clone();
-            base.label_smoothing = self.label_smoothing;
-            base.seed = self.seed;
-            base.eval_every_steps = (steps / self.evals_per_trial.max(1)).max(1);
-            base.eval_batch_size = self.eval_batch_size;
-            base.target = Some(self.target);
-            base.micro_batch_size = self.micro_batch_size.filter(|&m| m < b);
-            base.ghost_batch_size = self.ghost_batch_size.filter(|&g| g < b);
-            for p in self
-                .search
-                .points(&base, self.trials_per_batch_size, self.search_seed)?
-            {
-                p.config.validate_for(train_len)?;
-                trials.push(RunSpec {
-                    search_index: Some(p.index),
-                    ..RunSpec::new(self.workload, p.config)
-                });
-            }
+        for b in self.batch_sizes_for(train_len) {
+            trials.extend(self.trials_at(
+                b,
+                &self.search,
+                self.trials_per_batch_size,
+                self.search_seed,
+                train_len,
+            )?);
         }
         if trials.is_empty() {
             return Err(Error::Inconsistent {

@@ -16,28 +16,50 @@ pub enum Budget {
     Epochs(u64),
 }
 
-/// An evaluation metric.
+/// An evaluation metric, on the split it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
-    /// Classification accuracy on the evaluation split; higher is better.
+    /// Classification accuracy on the test split; higher is better.
     TestAccuracy,
-    /// Classification error `1 − accuracy`; lower is better.
+    /// Classification error `1 − accuracy` on the test split; lower is better.
     TestError,
+    /// Accuracy on the validation split held out of the training set
+    /// ([`TrainConfig::validation_examples`]).
+    ValidationAccuracy,
+    /// Error on the validation split (Shallue et al. 2019's goals).
+    ValidationError,
 }
 
 impl Metric {
-    /// The metric's value at an evaluation.
-    pub fn value(self, point: &EvalPoint) -> f64 {
+    /// The metric's value at an evaluation, if its split was measured there.
+    pub fn value(self, point: &EvalPoint) -> Option<f64> {
         match self {
             Metric::TestAccuracy => point.test_accuracy,
-            Metric::TestError => 1.0 - point.test_accuracy,
+            Metric::TestError => point.test_accuracy.map(|a| 1.0 - a),
+            Metric::ValidationAccuracy => point.validation_accuracy,
+            Metric::ValidationError => point.validation_accuracy.map(|a| 1.0 - a),
         }
     }
 
     /// Whether larger values are better.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::TestAccuracy)
+        matches!(self, Metric::TestAccuracy | Metric::ValidationAccuracy)
+    }
+
+    /// Whether it is measured on the validation split.
+    pub fn on_validation(self) -> bool {
+        matches!(self, Metric::ValidationAccuracy | Metric::ValidationError)
+    }
+
+    /// The metric as prose: `"validation error"`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::TestAccuracy => "test accuracy",
+            Metric::TestError => "test error",
+            Metric::ValidationAccuracy => "validation accuracy",
+            Metric::ValidationError => "validation error",
+        }
     }
 }
 
@@ -58,17 +80,21 @@ impl Target {
     /// ```
     /// use bigbatch_spec::{EvalPoint, Metric, Target};
     /// let t = Target { metric: Metric::TestError, threshold: 0.01 };
-    /// # let p = |a| EvalPoint { step: 1, epoch: 0., examples: 1,
-    /// #     train_loss: 0., test_loss: 0., test_accuracy: a, b_simple: None, b_simple_smoothed: None };
+    /// # let p = |a| EvalPoint { step: 1, epoch: 0., examples: 1, train_loss: 0.,
+    /// #     test_loss: Some(0.), test_accuracy: Some(a), validation_loss: None,
+    /// #     validation_accuracy: None, b_simple: None, b_simple_smoothed: None };
     /// assert!(t.is_met(&p(0.995)) && !t.is_met(&p(0.98)));
     /// ```
+    ///
+    /// A point where the metric's split was not measured never meets it.
     pub fn is_met(&self, point: &EvalPoint) -> bool {
-        let v = self.metric.value(point);
-        if self.metric.higher_is_better() {
-            v >= self.threshold
-        } else {
-            v <= self.threshold
-        }
+        self.metric.value(point).is_some_and(|v| {
+            if self.metric.higher_is_better() {
+                v >= self.threshold
+            } else {
+                v <= self.threshold
+            }
+        })
     }
 
     /// Steps to target (Shallue et al. 2019): the step of the first evaluation
@@ -103,9 +129,26 @@ pub struct TrainConfig {
     /// Seed of initialisation and of the per-epoch data order (0).
     #[serde(default)]
     pub seed: u64,
-    /// Evaluate every this many steps, and after the last (100).
+    /// Evaluate every this many steps, and after the last (100). With
+    /// `eval_growth`, the longest gap between two evaluations.
     #[serde(default = "defaults::eval_every_steps")]
     pub eval_every_steps: u64,
+    /// Evaluate at steps growing geometrically by this factor (`> 1`): after
+    /// an evaluation at step `s` the next is at `max(s + 1, ⌈g·s⌉)`, at most
+    /// `eval_every_steps` later. Steps to a target are then resolved to the
+    /// same relative precision `g − 1` at every batch size (none: a fixed
+    /// cadence of `eval_every_steps`). See [`TrainConfig::next_eval`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_growth: Option<f64>,
+    /// Hold out this many training examples as a validation split (Shallue et
+    /// al. and You et al. train MNIST on 55,000 and validate on 5,000): a
+    /// class-stratified sample drawn with one fixed seed, so every run on the
+    /// same data holds out the same examples whatever its own seed. The
+    /// optimizer never sees them; every evaluation measures them, and the
+    /// test split is measured once, at the evaluation that ends the run.
+    /// Lengths in epochs count the examples left for training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_examples: Option<usize>,
     /// Examples per evaluation forward pass (memory only; 1000).
     #[serde(default = "defaults::eval_batch_size")]
     pub eval_batch_size: usize,
@@ -189,6 +232,8 @@ impl TrainConfig {
             budget,
             seed: 0,
             eval_every_steps: defaults::eval_every_steps(),
+            eval_growth: None,
+            validation_examples: None,
             eval_batch_size: defaults::eval_batch_size(),
             optimizer,
             schedule: ScheduleSpec::default(),
@@ -201,9 +246,59 @@ impl TrainConfig {
         }
     }
 
-    /// Optimizer steps per epoch: partial last batches are dropped.
+    /// The examples the optimizer trains on, of a training set of
+    /// `train_len`: those left after the validation split.
+    pub fn fit_len(&self, train_len: usize) -> usize {
+        train_len.saturating_sub(self.validation_examples.unwrap_or(0))
+    }
+
+    /// Optimizer steps per epoch over a training set of `train_len` (less
+    /// the validation split): partial last batches are dropped.
     pub fn steps_per_epoch(&self, train_len: usize) -> u64 {
-        (train_len / self.batch_size.max(1)) as u64
+        (self.fit_len(train_len) / self.batch_size.max(1)) as u64
+    }
+
+    /// The evaluation step after an evaluation at `step` (or after the start,
+    /// `step = 0`): `eval_every_steps` later on a fixed cadence; with
+    /// `eval_growth = g`, `max(step + 1, ⌈g·step⌉)`, at most
+    /// `eval_every_steps` later. The run's last step is evaluated as well.
+    ///
+    /// ```
+    /// use bigbatch_spec::{Budget, OptimizerSpec, TrainConfig};
+    /// let mut cfg = TrainConfig::new(8, Budget::Steps(100), OptimizerSpec::default());
+    /// cfg.eval_every_steps = 10;
+    /// assert_eq!(cfg.next_eval(0), 10);
+    /// assert_eq!(cfg.next_eval(20), 30);
+    /// cfg.eval_growth = Some(1.5);
+    /// let steps: Vec<u64> = std::iter::successors(Some(cfg.next_eval(0)), |&s| Some(cfg.next_eval(s)))
+    ///     .take(9).collect();
+    /// assert_eq!(steps, [1, 2, 3, 5, 8, 12, 18, 27, 37]);
+    /// ```
+    pub fn next_eval(&self, step: u64) -> u64 {
+        let every = self.eval_every_steps.max(1);
+        match self.eval_growth {
+            None => (step / every + 1) * every,
+            Some(g) => {
+                let grown = (step as f64 * g).ceil();
+                let grown = if grown.is_finite() && grown < u64::MAX as f64 {
+                    grown as u64
+                } else {
+                    u64::MAX
+                };
+                grown.max(step + 1).min(step + every)
+            }
+        }
+    }
+
+    /// The first evaluation step after `step` on the cadence of
+    /// [`TrainConfig::next_eval`] started at step 0 (where a resumed run
+    /// picks it up).
+    pub fn first_eval_after(&self, step: u64) -> u64 {
+        let mut e = self.next_eval(0);
+        while e <= step {
+            e = self.next_eval(e);
+        }
+        e
     }
 
     /// The number of optimizer steps the budget allows.
@@ -246,6 +341,17 @@ impl TrainConfig {
             self.eval_batch_size as f64,
             ">= 1",
         )?;
+        if let Some(g) = self.eval_growth {
+            ensure(
+                g.is_finite() && g > 1.0,
+                "eval_growth",
+                g,
+                "a finite factor > 1",
+            )?;
+        }
+        if let Some(v) = self.validation_examples {
+            ensure(v >= 1, "validation_examples", v as f64, ">= 1")?;
+        }
         let budget = match self.budget {
             Budget::Steps(n) | Budget::Epochs(n) => n,
         };
@@ -274,6 +380,24 @@ impl TrainConfig {
         )?;
         if let Some(t) = &self.target {
             t.validate()?;
+            let validation = self.validation_examples.is_some();
+            if t.metric.on_validation() != validation {
+                return Err(Error::Inconsistent {
+                    field: "target.metric".into(),
+                    problem: if validation {
+                        format!(
+                            "{} is not measured during a run with a validation split \
+                             (the test split is measured once, at the end): use a validation metric",
+                            t.metric.describe()
+                        )
+                    } else {
+                        format!(
+                            "{} needs a validation split (set validation_examples)",
+                            t.metric.describe()
+                        )
+                    },
+                });
+            }
         }
         if self.track_noise_scale
             && self
@@ -299,11 +423,20 @@ impl TrainConfig {
     /// than the training set; the schedule's errors.
     pub fn validate_for(&self, train_len: usize) -> Result<()> {
         self.validate()?;
-        if self.batch_size > train_len {
+        if let Some(v) = self.validation_examples.filter(|&v| v >= train_len) {
+            return Err(Error::Inconsistent {
+                field: "validation_examples".into(),
+                problem: format!(
+                    "{v} leaves none of the {train_len} training examples to train on"
+                ),
+            });
+        }
+        let fit_len = self.fit_len(train_len);
+        if self.batch_size > fit_len {
             return Err(Error::Inconsistent {
                 field: "batch_size".into(),
                 problem: format!(
-                    "{} is more than the {train_len} training examples",
+                    "{} is more than the {fit_len} training examples",
                     self.batch_size
                 ),
             });

@@ -1,7 +1,7 @@
 //! `cargo xtask reproduce <experiment>`: run an experiment and write its report.
 
 mod quickstart;
-mod shallue_mnist;
+mod shallue;
 
 use std::path::PathBuf;
 
@@ -14,14 +14,19 @@ use crate::DataArgs;
 pub enum Experiment {
     /// LeNet-5 on MNIST with momentum SGD: loss and test accuracy against steps.
     Quickstart,
-    /// Steps to target against batch size, tuned per batch size (Shallue et
-    /// al. 2019), with the critical batch size fit (McCandlish et al. 2018).
-    ShallueMnist,
+    /// Steps to a validation goal against batch size for SGD, momentum and
+    /// Nesterov, each tuned per batch size (Shallue et al. 2019), with the
+    /// critical batch size fit (McCandlish et al. 2018); `--workload` picks
+    /// the data set.
+    #[value(alias = "shallue-mnist")]
+    Shallue,
 }
 
 /// How big an experiment is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
+    /// The pipeline end to end at toy size, in a couple of minutes (CI's test).
+    Ci,
     /// Minutes on a laptop's CPU cores, on whatever data is present.
     #[default]
     Smoke,
@@ -60,6 +65,10 @@ pub struct ReproduceArgs {
     /// How big (experiments with profiles).
     #[arg(long, value_enum, default_value = "smoke")]
     pub profile: Profile,
+    /// The data set of experiments with several workloads (`shallue`:
+    /// mnist, fashion-mnist or cifar-10; default mnist).
+    #[arg(long, value_parser = parse_dataset)]
+    pub workload: Option<bigbatch_spec::DatasetName>,
     /// Trials run in parallel, each its own process (default: 1 per 2 cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -82,11 +91,15 @@ impl ReproduceArgs {
     }
 }
 
+fn parse_dataset(s: &str) -> Result<bigbatch_spec::DatasetName, String> {
+    s.parse().map_err(|e: bigbatch_spec::Error| e.to_string())
+}
+
 /// Runs the chosen experiment.
 pub fn run(args: &ReproduceArgs) -> Result<()> {
     match args.experiment {
         Experiment::Quickstart => quickstart::run(args),
-        Experiment::ShallueMnist => shallue_mnist::run(args),
+        Experiment::Shallue => shallue::run(args),
     }
 }
 

@@ -70,7 +70,12 @@ pub fn render(out: &Path) -> Result<()> {
 /// The quickstart's report: the curve as figures and a table, the configuration.
 fn report(record: &RunRecord) -> Report {
     let curve = &record.curve;
-    let points = |f: fn(&EvalPoint) -> f64| curve.iter().map(|p| (p.step as f64, f(p))).collect();
+    let points = |f: fn(&EvalPoint) -> Option<f64>| {
+        curve
+            .iter()
+            .filter_map(|p| Some((p.step as f64, f(p)?)))
+            .collect()
+    };
     let loss = Figure {
         file: "loss.svg".into(),
         title: "LeNet-5 on MNIST: loss".into(),
@@ -80,7 +85,7 @@ fn report(record: &RunRecord) -> Report {
         series: vec![
             Series {
                 name: "train (mean since last eval)".into(),
-                points: points(|p| p.train_loss),
+                points: points(|p| Some(p.train_loss)),
             },
             Series {
                 name: "test".into(),
@@ -96,7 +101,7 @@ fn report(record: &RunRecord) -> Report {
         axes: Axes::Linear,
         series: vec![Series {
             name: "test accuracy".into(),
-            points: points(|p| 100.0 * p.test_accuracy),
+            points: points(|p| p.test_accuracy.map(|a| 100.0 * a)),
         }],
     };
     let table = Table {
@@ -114,8 +119,9 @@ fn report(record: &RunRecord) -> Report {
                     Cell::text(p.step.to_string()),
                     Cell::number(p.epoch, 2),
                     Cell::number(p.train_loss, 4),
-                    Cell::number(p.test_loss, 4),
-                    Cell::number(100.0 * p.test_accuracy, 2),
+                    p.test_loss.map_or(Cell::Missing, |l| Cell::number(l, 4)),
+                    p.test_accuracy
+                        .map_or(Cell::Missing, |a| Cell::number(100.0 * a, 2)),
                 ]
             })
             .collect(),
@@ -125,6 +131,7 @@ fn report(record: &RunRecord) -> Report {
         Status::Completed => "completed",
         Status::ReachedTarget { .. } => "reached target",
         Status::Diverged { .. } => "diverged",
+        Status::Pruned { .. } => "pruned",
     };
     let data = record
         .provenance
@@ -133,7 +140,9 @@ fn report(record: &RunRecord) -> Report {
     let headline = format!(
         "LeNet-5 (LeCun et al. 1998; 61,706 parameters) trained with momentum SGD on {data}.\n\n\
          **Final test accuracy: {acc}** after {steps} steps ({epochs} epochs), status `{status}`, {secs:.0} s.",
-        acc = last.map_or("n/a".into(), |p| format!("{:.2}%", 100.0 * p.test_accuracy)),
+        acc = last
+            .and_then(|p| p.test_accuracy)
+            .map_or("n/a".into(), |a| format!("{:.2}%", 100.0 * a)),
         steps = last.map_or(0, |p| p.step),
         epochs = last.map_or("0".into(), |p| format!("{:.2}", p.epoch)),
         secs = record.wall_seconds,
@@ -180,8 +189,10 @@ mod tests {
             epoch: step as f64 / 31.0,
             examples: step * 128,
             train_loss: loss + 0.05,
-            test_loss: loss,
-            test_accuracy: acc,
+            test_loss: Some(loss),
+            test_accuracy: Some(acc),
+            validation_loss: None,
+            validation_accuracy: None,
             b_simple: None,
             b_simple_smoothed: None,
         };

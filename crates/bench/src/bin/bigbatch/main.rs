@@ -20,8 +20,7 @@ use anyhow::{Context, Result, bail};
 use bigbatch_bench::{
     Budget, Checkpointing, EvalPoint, Metric, Model, Observer, Provenance, RunSpec, SweepDir,
     SweepPlan, Target, WeightsInfo, WorkloadExt, WorkloadKind, batch_norm, device_label, read_json,
-    run_sweep, run_trial, save_weights, slurm_script, summarize, train_resumable,
-    write_json_atomic,
+    run_plan, run_trial, save_weights, slurm_script, train_resumable, write_json_atomic,
 };
 use bigbatch_spec::{Decay, Length, Method, ModelKind, OptimizerSpec, TrustRatioSpec, Value};
 use candle_core::Device;
@@ -78,6 +77,10 @@ struct TrialArgs {
     /// Exit when standard input closes (the sweep that started us died).
     #[arg(long)]
     exit_with_parent: bool,
+    /// Stop after this step unless the target is met by then (a sweep's
+    /// pruning: the best trial of the batch size met it at this step).
+    #[arg(long)]
+    stop_after: Option<u64>,
     /// CPU threads for the tensor engine (default: all cores).
     #[arg(long, env = "BIGBATCH_THREADS")]
     threads: Option<usize>,
@@ -305,10 +308,19 @@ struct TrainArgs {
     /// Label smoothing of the cross-entropy, in [0, 1).
     #[arg(long)]
     label_smoothing: Option<f64>,
-    /// Stop at the first evaluation with at least this test accuracy, a
-    /// fraction in [0, 1] (0.99, not 99).
+    /// Stop at the first evaluation with at least this accuracy, a fraction
+    /// in [0, 1] (0.99, not 99): on the validation split with
+    /// --validation-examples, else on the test split.
     #[arg(long)]
     target_accuracy: Option<f64>,
+    /// Hold out the first this many training examples as a validation split:
+    /// evaluations measure it, the test split is measured once, at the end.
+    #[arg(long)]
+    validation_examples: Option<usize>,
+    /// Evaluate at steps growing geometrically by this factor (> 1, e.g.
+    /// 1.1), at most --eval-every-steps apart.
+    #[arg(long)]
+    eval_growth: Option<f64>,
     /// Accumulate gradients over micro-batches of at most this many examples.
     #[arg(long)]
     micro_batch_size: Option<usize>,
@@ -574,9 +586,19 @@ impl TrainArgs {
         if let Some(b) = self.eval_batch_size {
             t.eval_batch_size = b;
         }
+        if self.validation_examples.is_some() {
+            t.validation_examples = self.validation_examples;
+        }
+        if self.eval_growth.is_some() {
+            t.eval_growth = self.eval_growth;
+        }
         if let Some(threshold) = self.target_accuracy {
             t.target = Some(Target {
-                metric: Metric::TestAccuracy,
+                metric: if t.validation_examples.is_some() {
+                    Metric::ValidationAccuracy
+                } else {
+                    Metric::TestAccuracy
+                },
                 threshold,
             });
         }
@@ -811,6 +833,7 @@ fn run_one_trial(args: &TrialArgs, threads: usize) -> Result<()> {
         threads,
         &mut bar,
         checkpointing.as_ref(),
+        args.stop_after,
     )
     .with_context(|| format!("trial {}", args.spec.display()))?;
     bar.bar.finish_and_clear();
@@ -853,44 +876,47 @@ fn run_sweep_cmd(args: &SweepArgs) -> Result<()> {
         return Ok(());
     }
     let current = bigbatch_bench::provenance(plan.seed, args.threads, "", plan.workload, &data);
-    for (id, reason) in dir.retire_stale(&trials, &current)? {
-        tracing::info!(
-            trial = id,
-            "rerunning ({reason}); the old result is in stale/"
-        );
-    }
     tracing::info!(trials = ids.len(), jobs = args.jobs, dir = %args.dir.display(), "sweep");
-    let progress = run_sweep(&dir, &ids, args.jobs, |id| {
-        let mut cmd = std::process::Command::new(&bin);
-        cmd.arg("trial")
-            .arg("--quiet")
-            .arg("--exit-with-parent")
-            .arg("--threads")
-            .arg(args.threads.to_string())
-            .arg("--spec")
-            .arg(dir.spec(id))
-            .arg("--out")
-            .arg(dir.result(id))
-            .arg("--attempts-log")
-            .arg(dir.attempts_log())
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .arg("--device")
-            .arg(
-                args.device
-                    .to_possible_value()
-                    .map_or("auto".into(), |v| v.get_name().to_owned()),
-            )
-            .stdin(std::process::Stdio::piped());
-        if let Some(every) = plan.checkpoint_every_steps {
-            cmd.arg("--checkpoint")
-                .arg(dir.checkpoint(id))
-                .arg("--checkpoint-every")
-                .arg(every.to_string());
-        }
-        cmd
-    })?;
-    let summary = summarize(&plan, &ids, &dir)?;
+    let (summary, progress) = run_plan(
+        &plan,
+        &dir,
+        data.train.len(),
+        &current,
+        args.jobs,
+        |id, stop_after| {
+            let mut cmd = std::process::Command::new(&bin);
+            cmd.arg("trial")
+                .arg("--quiet")
+                .arg("--exit-with-parent")
+                .arg("--threads")
+                .arg(args.threads.to_string())
+                .arg("--spec")
+                .arg(dir.spec(id))
+                .arg("--out")
+                .arg(dir.result(id))
+                .arg("--attempts-log")
+                .arg(dir.attempts_log())
+                .arg("--data-dir")
+                .arg(&args.data_dir)
+                .arg("--device")
+                .arg(
+                    args.device
+                        .to_possible_value()
+                        .map_or("auto".into(), |v| v.get_name().to_owned()),
+                )
+                .stdin(std::process::Stdio::piped());
+            if let Some(cap) = stop_after {
+                cmd.arg("--stop-after").arg(cap.to_string());
+            }
+            if let Some(every) = plan.checkpoint_every_steps {
+                cmd.arg("--checkpoint")
+                    .arg(dir.checkpoint(id))
+                    .arg("--checkpoint-every")
+                    .arg(every.to_string());
+            }
+            cmd
+        },
+    )?;
     write_json_atomic(&args.dir.join("summary.json"), &summary)?;
     tracing::info!(
         skipped = progress.skipped,
@@ -979,8 +1005,9 @@ fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> 
     match record.final_eval() {
         Some(p) => tracing::info!(
             status = ?record.status,
-            test_accuracy = p.test_accuracy,
-            test_loss = p.test_loss,
+            test_accuracy = ?p.test_accuracy,
+            test_loss = ?p.test_loss,
+            validation_accuracy = ?p.validation_accuracy,
             steps_to_target = ?record.steps_to_target,
             examples_to_target = ?record.examples_to_target,
             seconds = record.wall_seconds,
@@ -995,6 +1022,8 @@ fn run_train(args: &TrainArgs, mut spec: RunSpec, threads: usize) -> Result<()> 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 struct Bar<'a> {
     bar: ProgressBar,
+    /// No progress bar and no per-evaluation log lines.
+    quiet: bool,
     last_accuracy: Option<f64>,
     /// Saves weight snapshots as the run goes.
     saver: Option<Saver<'a>>,
@@ -1015,6 +1044,7 @@ impl<'a> Bar<'a> {
         );
         Self {
             bar,
+            quiet,
             last_accuracy: None,
             saver,
         }
@@ -1034,23 +1064,29 @@ impl Observer for Bar<'_> {
         if step.is_multiple_of(10) {
             let acc = self
                 .last_accuracy
-                .map_or(String::new(), |a| format!(" test acc {:.2}%", 100.0 * a));
+                .map_or(String::new(), |a| format!(" eval acc {:.2}%", 100.0 * a));
             self.bar.set_message(format!("loss {loss:.4}{acc}"));
         }
     }
 
     fn evaluated(&mut self, point: &EvalPoint) {
-        self.last_accuracy = Some(point.test_accuracy);
+        self.last_accuracy = point.validation_accuracy.or(point.test_accuracy);
         if let Some(saver) = &mut self.saver {
             saver.last = Some(point.clone());
         }
+        if self.quiet {
+            return;
+        }
+        let four = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
         self.bar.suspend(|| {
             tracing::info!(
                 step = point.step,
                 epoch = format!("{:.2}", point.epoch),
                 train_loss = format!("{:.4}", point.train_loss),
-                test_loss = format!("{:.4}", point.test_loss),
-                test_accuracy = format!("{:.4}", point.test_accuracy),
+                validation_loss = four(point.validation_loss),
+                validation_accuracy = four(point.validation_accuracy),
+                test_loss = four(point.test_loss),
+                test_accuracy = four(point.test_accuracy),
                 "eval"
             );
         });
