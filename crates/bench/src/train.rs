@@ -584,15 +584,18 @@ mod tests {
         accuracy: impl Fn(u64) -> f64,
     ) -> Status {
         let mut first = None;
+        let mut next_eval = cfg.first_eval_after(0);
         for (i, &loss) in losses.iter().enumerate() {
             let step = i as u64 + 1;
             let first = *first.get_or_insert(loss);
             if let Some(s) = decide_after_step(cfg, step, loss, first) {
                 return s;
             }
-            let point = step
-                .is_multiple_of(cfg.eval_every_steps)
-                .then(|| EvalPoint {
+            let due = step == next_eval;
+            if due {
+                next_eval = cfg.next_eval(step);
+            }
+            let point = due.then(|| EvalPoint {
                     step,
                     epoch: 0.0,
                     examples: 0,
@@ -630,6 +633,41 @@ mod tests {
         // Reached between evaluations (0.5 at step 5): counted at step 6.
         let s = play(&cfg(Some(0.5)), 10, &losses, |step| 0.1 * step as f64);
         assert_eq!(s, Status::ReachedTarget { step: 6 });
+    }
+
+    #[test]
+    fn steps_to_target_is_the_first_evaluation_at_or_after_the_crossing_at_every_cadence() {
+        // Accuracy crosses the target at step `c` exactly; whatever the
+        // cadence, the run reports the first evaluation step ≥ c, and the
+        // evaluation before it lies before c: c ∈ (previous, reported].
+        for every in [1u64, 3, 10, 64] {
+            for growth in [None, Some(1.05), Some(1.1), Some(1.5), Some(3.0)] {
+                for c in [1u64, 2, 7, 50, 333] {
+                    let mut cfg = cfg(Some(0.5));
+                    cfg.eval_every_steps = every;
+                    cfg.eval_growth = growth;
+                    let losses = vec![2.3; 2000];
+                    let s = play(&cfg, 2000, &losses, |step| if step >= c { 0.9 } else { 0.1 });
+                    let evals: Vec<u64> = std::iter::successors(Some(cfg.next_eval(0)), |&e| {
+                        Some(cfg.next_eval(e))
+                    })
+                    .take_while(|&e| e <= 2000)
+                    .collect();
+                    let want = evals.iter().copied().find(|&e| e >= c);
+                    assert_eq!(s, Status::ReachedTarget { step: want.unwrap_or(0) });
+                    let previous = evals.iter().copied().take_while(|&e| e < c).last();
+                    let reported = want.unwrap_or(0);
+                    assert!(previous.unwrap_or(0) < c && c <= reported);
+                    // The gap is at most `every`, and with growth g at most
+                    // max(1, (g − 1)·previous) + 1 steps: the relative resolution.
+                    let gap = reported - previous.unwrap_or(0);
+                    assert!(gap <= every, "every {every} growth {growth:?}: gap {gap}");
+                    if let (Some(g), Some(p)) = (growth, previous) {
+                        assert!(gap as f64 <= ((g - 1.0) * p as f64).ceil().max(1.0) + 1.0);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use bigbatch_bench::{
     Budget, Checkpointing, Error, EvalPoint, Metric, Model, Observer, OptimizerSpec, Status,
     StepBudget, SweepPlan, Target, TrainConfig, WorkloadExt, WorkloadKind, batch_norm, train,
-    train_resumable,
+    train_resumable, train_until,
 };
 use bigbatch_data::vision::cifar;
 use bigbatch_data::{ImageClassification, ImageShape, Split, mnist};
@@ -123,6 +123,96 @@ fn training_stops_at_the_target_and_records_it() -> Result<()> {
     assert_eq!(out.status, Status::ReachedTarget { step: 2 });
     assert_eq!(out.steps_to_target, Some(2));
     assert_eq!(out.curve.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_pruned_run_is_the_full_run_up_to_its_cap() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let mut cfg = TrainConfig::new(
+        4,
+        Budget::Steps(8),
+        OptimizerSpec::new(Method::Momentum { momentum: 0.9 }).with_learning_rate(0.05),
+    );
+    // A schedule over the whole budget: pruning must not shorten it.
+    cfg.schedule = ScheduleSpec::new(
+        None,
+        Decay::Linear {
+            final_fraction: 0.0,
+            length: None,
+        },
+    );
+    cfg.eval_every_steps = 1;
+    let run = |stop_after| -> Result<(bigbatch_bench::Outcome, Vec<f32>)> {
+        let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
+        let out = train_until(&model, &data, &cfg, &device, &mut (), None, stop_after)?;
+        Ok((out, parameters(&model)?))
+    };
+    let (full, _) = run(None)?;
+    let (pruned, weights_at_5) = run(Some(5))?;
+    assert_eq!(full.status, Status::Completed);
+    assert_eq!(pruned.status, Status::Pruned { step: 5 });
+    assert_eq!(pruned.curve.as_slice(), &full.curve[..5]);
+    let (_, weights_full_5) = {
+        let mut short = cfg.clone();
+        short.budget = Budget::Steps(5);
+        let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
+        let out = train(&model, &data, &short, &device, &mut ())?;
+        (out, parameters(&model)?)
+    };
+    // A 5-step budget decays the learning rate faster: different weights,
+    // so the cap is not a shorter budget.
+    assert_ne!(weights_at_5, weights_full_5);
+    Ok(())
+}
+
+#[test]
+fn a_validation_split_is_evaluated_throughout_and_the_test_split_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 40)?;
+    let data = WorkloadKind::MnistLenet5.load_data(dir.path())?;
+    let device = Device::Cpu;
+    let model = WorkloadKind::MnistLenet5.build_model(0, Norm::Batch, &device)?;
+    let mut cfg = TrainConfig::new(
+        4,
+        Budget::Steps(12),
+        OptimizerSpec::new(Method::Sgd).with_learning_rate(0.01),
+    );
+    cfg.validation_examples = Some(10);
+    cfg.eval_every_steps = 4;
+    cfg.eval_growth = Some(2.0);
+    cfg.target = Some(Target {
+        metric: Metric::ValidationAccuracy,
+        threshold: 1.0,
+    });
+    // 30 examples left for training: 7 steps per epoch.
+    assert_eq!(cfg.steps_per_epoch(data.train.len()), 7);
+    let out = train(&model, &data, &cfg, &device, &mut ())?;
+    let steps: Vec<u64> = out.curve.iter().map(|p| p.step).collect();
+    // Growth 2 from step 1, gaps of at most 4: 1, 2, 4, 8, 12 (the last step).
+    assert_eq!(steps, [1, 2, 4, 8, 12]);
+    for p in &out.curve {
+        let v = p.validation_accuracy.context("validation not measured")?;
+        // 10 validation examples: accuracy in tenths.
+        assert!(((v * 10.0) - (v * 10.0).round()).abs() < 1e-9, "{v}");
+    }
+    let (last, before) = out.curve.split_last().context("no evaluation")?;
+    assert!(last.test_accuracy.is_some() && last.test_loss.is_some());
+    assert!(before.iter().all(|p| p.test_accuracy.is_none()));
+    // A test-split target with a validation split, or the reverse, is refused.
+    cfg.target = Some(Target {
+        metric: Metric::TestAccuracy,
+        threshold: 0.5,
+    });
+    let err = train(&model, &data, &cfg, &device, &mut ()).expect_err("test target accepted");
+    assert!(err.to_string().contains("target.metric"), "{err}");
+    cfg.validation_examples = Some(40);
+    cfg.target = None;
+    let err = train(&model, &data, &cfg, &device, &mut ()).expect_err("no examples left");
+    assert!(err.to_string().contains("validation_examples"), "{err}");
     Ok(())
 }
 
@@ -659,6 +749,63 @@ fn a_result_is_reused_only_for_the_same_data() -> Result<()> {
     let log = run("b")?;
     assert!(!log.contains("rerunning"), "{log}");
     assert_eq!(results(dir.path())?, second);
+    Ok(())
+}
+
+#[test]
+fn a_sweep_refines_edges_prunes_and_reruns_its_best_with_more_seeds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_tiny_mnist(dir.path(), 20)?;
+    let mut plan = tiny_plan();
+    plan.batch_sizes = vec![2, 4];
+    plan.trials_per_batch_size = 3;
+    plan.checkpoint_every_steps = None;
+    plan.validation_examples = Some(4);
+    plan.eval_growth = Some(1.5);
+    plan.target = Target {
+        metric: Metric::ValidationAccuracy,
+        threshold: 0.0,
+    };
+    plan.prune = true;
+    // A margin of 0.45: every best outside the middle tenth is "at an edge".
+    plan.refine = Some(bigbatch_spec::Refine {
+        rounds: 1,
+        trials: 2,
+        margin: 0.45,
+    });
+    plan.seeds = vec![0, 7];
+    std::fs::write(dir.path().join("plan-in.json"), serde_json::to_vec(&plan)?)?;
+    let out = sweep(dir.path(), 2).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: bigbatch_bench::SweepSummary =
+        bigbatch_bench::read_json(&dir.path().join("sweep/summary.json"))?;
+    assert_eq!(summary.batch_sizes.len(), 2);
+    for b in &summary.batch_sizes {
+        let best = b.best.as_ref().context("no best")?;
+        // Every trial meets accuracy ≥ 0 at its first evaluation, step 1.
+        assert_eq!((best.steps, best.previous_eval), (1, 0));
+        assert!(best.test_accuracy.is_some());
+        // Seed 0 is the plan's own: only seed 7 runs again.
+        assert_eq!(b.seeds.len(), 1);
+        assert_eq!((b.seeds[0].seed, b.seeds[0].steps), (7, Some(1)));
+        // Round 2 ran where round 1's best sat at an edge, and its space moved.
+        if b.rounds == 2 {
+            assert_eq!(b.trials, 5);
+            assert_ne!(b.search.as_ref(), Some(&plan.search));
+        } else {
+            assert_eq!(b.trials, 3);
+        }
+        assert_eq!(b.reached + b.pruned + b.diverged, b.trials);
+    }
+    assert!(summary.batch_sizes.iter().any(|b| b.rounds == 2));
+    // Every trial, refined and seeded ones too, ran once; a rerun runs none.
+    let attempts = || std::fs::read_to_string(dir.path().join("sweep/attempts.log"));
+    let before = attempts()?;
+    let trials: usize = summary.batch_sizes.iter().map(|b| b.trials + b.seeds.len()).sum();
+    assert_eq!(before.lines().count(), trials);
+    let out = sweep(dir.path(), 2).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(attempts()?, before);
     Ok(())
 }
 
