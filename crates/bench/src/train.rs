@@ -596,17 +596,17 @@ mod tests {
                 next_eval = cfg.next_eval(step);
             }
             let point = due.then(|| EvalPoint {
-                    step,
-                    epoch: 0.0,
-                    examples: 0,
-                    train_loss: loss,
-                    test_loss: Some(loss),
-                    test_accuracy: Some(accuracy(step)),
-                    validation_loss: None,
-                    validation_accuracy: None,
-                    b_simple: None,
-                    b_simple_smoothed: None,
-                });
+                step,
+                epoch: 0.0,
+                examples: 0,
+                train_loss: loss,
+                test_loss: Some(loss),
+                test_accuracy: Some(accuracy(step)),
+                validation_loss: None,
+                validation_accuracy: None,
+                b_simple: None,
+                b_simple_smoothed: None,
+            });
             if let Some(s) = decide_after_eval(cfg, step, total, point.as_ref()) {
                 return s;
             }
@@ -647,14 +647,23 @@ mod tests {
                     cfg.eval_every_steps = every;
                     cfg.eval_growth = growth;
                     let losses = vec![2.3; 2000];
-                    let s = play(&cfg, 2000, &losses, |step| if step >= c { 0.9 } else { 0.1 });
-                    let evals: Vec<u64> = std::iter::successors(Some(cfg.next_eval(0)), |&e| {
-                        Some(cfg.next_eval(e))
-                    })
-                    .take_while(|&e| e <= 2000)
-                    .collect();
+                    let s = play(
+                        &cfg,
+                        2000,
+                        &losses,
+                        |step| if step >= c { 0.9 } else { 0.1 },
+                    );
+                    let evals: Vec<u64> =
+                        std::iter::successors(Some(cfg.next_eval(0)), |&e| Some(cfg.next_eval(e)))
+                            .take_while(|&e| e <= 2000)
+                            .collect();
                     let want = evals.iter().copied().find(|&e| e >= c);
-                    assert_eq!(s, Status::ReachedTarget { step: want.unwrap_or(0) });
+                    assert_eq!(
+                        s,
+                        Status::ReachedTarget {
+                            step: want.unwrap_or(0)
+                        }
+                    );
                     let previous = evals.iter().copied().take_while(|&e| e < c).last();
                     let reported = want.unwrap_or(0);
                     assert!(previous.unwrap_or(0) < c && c <= reported);

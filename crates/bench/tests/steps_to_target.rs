@@ -776,7 +776,11 @@ fn a_sweep_refines_edges_prunes_and_reruns_its_best_with_more_seeds() -> Result<
     plan.seeds = vec![0, 7];
     std::fs::write(dir.path().join("plan-in.json"), serde_json::to_vec(&plan)?)?;
     let out = sweep(dir.path(), 2).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: bigbatch_bench::SweepSummary =
         bigbatch_bench::read_json(&dir.path().join("sweep/summary.json"))?;
     assert_eq!(summary.batch_sizes.len(), 2);
@@ -801,10 +805,18 @@ fn a_sweep_refines_edges_prunes_and_reruns_its_best_with_more_seeds() -> Result<
     // Every trial, refined and seeded ones too, ran once; a rerun runs none.
     let attempts = || std::fs::read_to_string(dir.path().join("sweep/attempts.log"));
     let before = attempts()?;
-    let trials: usize = summary.batch_sizes.iter().map(|b| b.trials + b.seeds.len()).sum();
+    let trials: usize = summary
+        .batch_sizes
+        .iter()
+        .map(|b| b.trials + b.seeds.len())
+        .sum();
     assert_eq!(before.lines().count(), trials);
     let out = sweep(dir.path(), 2).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(attempts()?, before);
     Ok(())
 }

@@ -75,6 +75,10 @@ pub struct ReproduceArgs {
     /// Write a Slurm job-array script instead of running the sweep here.
     #[arg(long, value_enum)]
     pub emit: Option<Emit>,
+    /// Render the report from the sweeps already in the report directory,
+    /// running nothing (experiments with sweeps).
+    #[arg(long)]
+    pub render_only: bool,
     /// Cargo features for the bench binary, e.g. `cuda`.
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,

@@ -237,11 +237,28 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         .context("data directory has no parent")?;
     let out = args.report_dir(&report_name(dataset));
     let sizes = sizes(args.profile, dataset, train_len);
+    let profile = format!("{:?}", args.profile).to_lowercase();
+    if args.render_only {
+        let sweeps = OPTIMIZERS
+            .iter()
+            .map(|o| {
+                let path = out
+                    .join(format!("sweep-{profile}"))
+                    .join(o)
+                    .join("summary.json");
+                read_json::<SweepSummary>(&path)
+                    .with_context(|| format!("--render-only needs the {o} sweep's summary"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let results = Results { dataset, sweeps };
+        report(&results).write(&out, &results)?;
+        tracing::info!("report: {}", out.join("report.md").display());
+        return Ok(());
+    }
     let bin = runner::build_bench(&args.features)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores.max(1));
     let threads = args.threads.unwrap_or((cores / jobs).max(1));
-    let profile = format!("{:?}", args.profile).to_lowercase();
     let mut sweeps = Vec::new();
     for optimizer in OPTIMIZERS {
         let plan = plan(&sizes, optimizer, args.seed)?;
@@ -475,6 +492,16 @@ fn steps_table(s: &SweepSummary) -> Table {
     Table { columns, rows }
 }
 
+/// A step budget in words.
+fn budget_text(b: &StepBudget) -> String {
+    format!(
+        "{} examples' worth of steps, at least {} and at most {}",
+        bigbatch_spec::thousands(usize::try_from(b.examples).unwrap_or(usize::MAX)),
+        bigbatch_spec::thousands(usize::try_from(b.min_steps).unwrap_or(usize::MAX)),
+        bigbatch_spec::thousands(usize::try_from(b.max_steps).unwrap_or(usize::MAX))
+    )
+}
+
 /// The fit of one optimizer, in words and numbers.
 fn fit_text(s: &SweepSummary) -> String {
     let name = name_of(s);
@@ -625,7 +652,11 @@ fn report(results: &Results) -> Report {
             blocks: vec![
                 Block::Figure(steps_figure(s, &title)),
                 Block::Table(steps_table(s)),
-                Block::Text(fit_text(s)),
+                Block::Text(format!(
+                    "A dash: no trial reached the goal within its budget ({}). {}",
+                    budget_text(&s.plan.budget),
+                    fit_text(s)
+                )),
             ],
         });
     }
@@ -726,30 +757,21 @@ fn beside_the_paper(results: &Results) -> Table {
             p.refine.map_or(0, |r| r.trials)
         )
     });
-    let ends: Vec<String> = results
-        .sweeps
-        .iter()
-        .map(|s| {
-            format!(
-                "{}: {}",
-                name_of(s),
-                end_of_perfect_scaling(&s.batch_sizes)
-                    .map_or("none measured".into(), |b| format!("≈ {b}"))
-            )
-        })
-        .collect();
-    let b_crit: Vec<String> = results
-        .sweeps
-        .iter()
-        .map(|s| {
-            format!(
-                "{}: {}",
-                name_of(s),
-                s.pareto
-                    .map_or("no fit".into(), |p| format!("{:.0}", p.fit.b_crit))
-            )
-        })
-        .collect();
+    let per_optimizer = |f: &dyn Fn(&SweepSummary) -> String| -> String {
+        results
+            .sweeps
+            .iter()
+            .map(|s| format!("{}: {}", name_of(s), f(s)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let ends = per_optimizer(&|s| {
+        end_of_perfect_scaling(&s.batch_sizes).map_or("none measured".into(), |b| format!("≈ {b}"))
+    });
+    let b_crit = per_optimizer(&|s| {
+        s.pareto
+            .map_or("no fit".into(), |p| format!("{:.0}", p.fit.b_crit))
+    });
     let momentum_extends = momentum_vs_sgd(results);
     let rows = [
         ("goal", goal.to_owned(), ours_goal),
@@ -764,9 +786,9 @@ fn beside_the_paper(results: &Results) -> Table {
         (
             "end of perfect scaling",
             "2^4 … 2^13 across workloads".into(),
-            ends.join("; "),
+            ends,
         ),
-        ("B_crit (fit)", "not published".into(), b_crit.join("; ")),
+        ("B_crit (fit)", "not published".into(), b_crit),
         (
             "momentum vs plain SGD",
             "momentum extends perfect scaling to larger batches".into(),
@@ -804,13 +826,27 @@ fn momentum_vs_sgd(results: &Results) -> String {
             Some((a.batch_size, a.best.as_ref()?.steps, b.best.as_ref()?.steps))
         })
         .collect();
-    match common.last() {
-        Some(&(b, s_sgd, s_m)) => format!(
-            "at batch {b}: SGD {s_sgd} steps, momentum {s_m} ({:.2}x)",
-            s_sgd as f64 / s_m.max(1) as f64
-        ),
-        None => "no batch size where both reached the goal".into(),
-    }
+    let largest = |s: &SweepSummary| {
+        s.batch_sizes
+            .iter()
+            .filter(|b| b.best.is_some())
+            .map(|b| b.batch_size)
+            .max()
+            .map_or("none".to_owned(), |b| b.to_string())
+    };
+    let at_common = common.last().map_or_else(
+        || "no batch size where both reached it".to_owned(),
+        |&(b, s_sgd, s_m)| {
+            format!(
+                "at batch {b}, the largest both reached it at: SGD {s_sgd} steps, momentum {s_m}"
+            )
+        },
+    );
+    format!(
+        "largest batch size reaching the goal within the budget: SGD {}, momentum {}; {at_common}",
+        largest(sgd),
+        largest(momentum)
+    )
 }
 
 /// Where our run differs from the paper's, and why.
