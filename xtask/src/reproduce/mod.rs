@@ -75,6 +75,10 @@ pub struct ReproduceArgs {
     /// Write a Slurm job-array script instead of running the sweep here.
     #[arg(long, value_enum)]
     pub emit: Option<Emit>,
+    /// Run only this optimizer's sweep (`shallue`: sgd, momentum or
+    /// nesterov); the report reads the others' summaries as they are.
+    #[arg(long)]
+    pub optimizer: Option<String>,
     /// Render the report from the sweeps already in the report directory,
     /// running nothing (experiments with sweeps).
     #[arg(long)]

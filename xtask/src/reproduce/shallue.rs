@@ -180,7 +180,17 @@ fn plan(sizes: &Sizes, optimizer: &str, seed: u64) -> Result<SweepPlan> {
         search: SearchSpace { dimensions },
         search_seed: seed,
         seed,
-        budget: sizes.budget,
+        // Plain SGD needs more steps than momentum at large batches (its
+        // S_min is larger): twice the smallest budget, so the plateau is
+        // inside it.
+        budget: if momentum {
+            sizes.budget
+        } else {
+            StepBudget {
+                min_steps: 2 * sizes.budget.min_steps,
+                ..sizes.budget
+            }
+        },
         target: Target {
             metric: Metric::ValidationError,
             threshold: sizes.goal_error,
@@ -260,11 +270,26 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let jobs = args.jobs.unwrap_or(cores.max(1));
     let threads = args.threads.unwrap_or((cores / jobs).max(1));
     let mut sweeps = Vec::new();
+    if let Some(only) = &args.optimizer {
+        anyhow::ensure!(
+            OPTIMIZERS.contains(&only.as_str()),
+            "--optimizer {only}: Shallue et al.'s optimizers are {}",
+            OPTIMIZERS.join(", ")
+        );
+    }
     for optimizer in OPTIMIZERS {
+        let sweep_dir: PathBuf = out.join(format!("sweep-{profile}")).join(optimizer);
+        if args.optimizer.as_deref().is_some_and(|o| o != optimizer) {
+            sweeps.push(
+                read_json::<SweepSummary>(&sweep_dir.join("summary.json")).with_context(|| {
+                    format!("the report needs the {optimizer} sweep's summary: run it first")
+                })?,
+            );
+            continue;
+        }
         let plan = plan(&sizes, optimizer, args.seed)?;
         plan.trials(train_len)
             .with_context(|| format!("the {profile} profile's {optimizer} plan is invalid"))?;
-        let sweep_dir: PathBuf = out.join(format!("sweep-{profile}")).join(optimizer);
         let plan_path = sweep_dir.with_extension("plan.json");
         bigbatch_record::write_json_atomic(&plan_path, &plan)?;
         let mut cmd: Vec<OsString> = vec!["sweep".into()];
