@@ -476,11 +476,9 @@ fn large_batches_find_sharper_minima_on_real_digits() -> Result<()> {
         let Measured::Sharpness { results } = s.result else {
             bail!("not sharpness")
         };
-        assert!(
-            s.wall_seconds < 60.0,
-            "the measurement took {} s",
-            s.wall_seconds
-        );
+        // Timing is the benchmark's business, not a test's (the machine is
+        // shared): the time is printed, not asserted.
+        eprintln!("sharpness of {w}: {:.1} s", s.wall_seconds);
         sharpness.push(results[0].sharpness);
     }
     let (small, large) = (sharpness[0], sharpness[1]);
