@@ -213,8 +213,8 @@ impl SweepPlan {
 
     /// The configuration every trial of batch size `b` starts from: its step
     /// budget, evaluation cadence (`evals_per_trial` evaluations at a fixed
-    /// cadence, or `eval_growth` with gaps of at most a tenth of the
-    /// budget), target and the plan's options.
+    /// cadence, or `eval_growth` with gaps of at most the budget over
+    /// `evals_per_trial`), target and the plan's options.
     pub fn base(&self, b: usize) -> TrainConfig {
         let steps = self.budget.steps(b);
         let mut base = TrainConfig::new(b, Budget::Steps(steps), self.optimizer.clone());
@@ -263,6 +263,15 @@ impl SweepPlan {
     /// An invalid base configuration or search space (naming the field), or
     /// no batch size that fits the training set.
     pub fn trials(&self, train_len: usize) -> Result<Vec<RunSpec>> {
+        if let Some(r) = &self.refine {
+            crate::error::ensure(
+                r.margin > 0.0 && r.margin < 0.5,
+                "refine.margin",
+                r.margin,
+                "in (0, 0.5): a fraction of the range at each end",
+            )?;
+            crate::error::ensure(r.trials >= 1, "refine.trials", r.trials as f64, ">= 1")?;
+        }
         let mut trials = Vec::new();
         for b in self.batch_sizes_for(train_len) {
             trials.extend(self.trials_at(

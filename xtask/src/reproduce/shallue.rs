@@ -446,6 +446,26 @@ fn steps_figure(s: &SweepSummary, title: &str) -> Figure {
     }
 }
 
+/// The best trial's steps and its seed reruns as `mean ± sd (n/m reached)`.
+fn over_seeds(best: u64, b: &BatchSizeSummary) -> String {
+    let steps: Vec<f64> = std::iter::once(best)
+        .chain(b.seeds.iter().filter_map(|r| r.steps))
+        .map(|s| s as f64)
+        .collect();
+    let n = steps.len() as f64;
+    let mean = steps.iter().sum::<f64>() / n;
+    let sd = if steps.len() > 1 {
+        (steps.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    format!(
+        "{mean:.0} ± {sd:.0} ({}/{} reached)",
+        steps.len(),
+        b.seeds.len() + 1
+    )
+}
+
 /// The per-batch-size table of one optimizer.
 fn steps_table(s: &SweepSummary) -> Table {
     let columns = vec![
@@ -453,6 +473,7 @@ fn steps_table(s: &SweepSummary) -> Table {
         Column::ours("steps", None),
         Column::ours("resolved after", Some("step")),
         Column::ours("seeds", Some("steps")),
+        Column::ours("over seeds, mean ± sd", Some("steps")),
         Column::ours("learning rate", None),
         Column::ours("momentum", None),
         Column::ours("test accuracy", Some("%")),
@@ -495,6 +516,7 @@ fn steps_table(s: &SweepSummary) -> Table {
                 } else {
                     Cell::text(seeds.join(", "))
                 },
+                best.map_or(Cell::Missing, |t| Cell::text(over_seeds(t.steps, b))),
                 best.map_or(Cell::Missing, |t| {
                     Cell::number(t.optimizer.learning_rate, 4)
                 }),
